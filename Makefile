@@ -1,0 +1,31 @@
+# Two entry points: `make quickstart` (the main job) and `make test` (the test suite).
+# Both create .venv and install the core and every bundled plugin on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.cvkit-installed
+PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+
+.PHONY: install quickstart test lint clean
+
+install: $(STAMP)
+
+$(STAMP): framework/pyproject.toml $(wildcard plugins/*/pyproject.toml) constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "cvkit needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt \
+		-e "./framework[testing]" $(foreach p,$(PLUGINS),-e ./$(p)) ruff
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/cvkit check recipes/quickstart.toml
+	$(BIN)/cvkit list
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV)

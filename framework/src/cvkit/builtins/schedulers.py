@@ -1,0 +1,216 @@
+"""Built-in learning-rate schedules: torch's schedulers, stepped once per optimizer step.
+
+Every schedule takes an optional linear warm-up (``warmup_epochs``, may be fractional)
+that ramps the learning rate from ``warmup_start_factor`` times its value to its value,
+after which the main schedule runs over the remaining steps (torch's SequentialLR).
+Parameters in epochs are converted to steps with the run's steps per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    MultiStepLR,
+    OneCycleLR,
+    SequentialLR,
+    StepLR,
+)
+
+
+def _with_warmup(
+    optimizer: Optimizer,
+    main: Callable[[int], LRScheduler],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float,
+    warmup_start_factor: float,
+) -> LRScheduler:
+    """``main(remaining_steps)``, preceded by ``warmup_epochs`` of linear warm-up if > 0."""
+    total = epochs * steps_per_epoch
+    warmup = round(warmup_epochs * steps_per_epoch)
+    if warmup < 0 or warmup >= total:
+        raise ValueError(
+            f"warmup_epochs={warmup_epochs} must be >= 0 and shorter than the run ({epochs} epochs)"
+        )
+    if not 0 < warmup_start_factor <= 1:
+        raise ValueError(f"warmup_start_factor={warmup_start_factor} must be in (0, 1]")
+    if warmup == 0:
+        return main(total)
+    ramp = LinearLR(optimizer, start_factor=warmup_start_factor, end_factor=1.0, total_iters=warmup)
+    return SequentialLR(optimizer, [ramp, main(total - warmup)], milestones=[warmup])
+
+
+def constant(
+    optimizer: Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.01,
+) -> LRScheduler:
+    """Constant learning rate, after an optional linear warm-up.
+
+    Args:
+        warmup_epochs: length of the linear warm-up in epochs (0 for none).
+        warmup_start_factor: learning-rate factor at the first warm-up step.
+    """
+    return _with_warmup(
+        optimizer,
+        lambda steps: ConstantLR(optimizer, factor=1.0, total_iters=0),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs,
+        warmup_start_factor=warmup_start_factor,
+    )
+
+
+def cosine(
+    optimizer: Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    min_lr: float = 0.0,
+    warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.01,
+) -> LRScheduler:
+    """Cosine annealing to min_lr over the run (Loshchilov & Hutter, 2017), stepped per batch.
+
+    Args:
+        min_lr: learning rate at the end of the run.
+        warmup_epochs: length of the linear warm-up in epochs (0 for none).
+        warmup_start_factor: learning-rate factor at the first warm-up step.
+    """
+    return _with_warmup(
+        optimizer,
+        lambda steps: CosineAnnealingLR(optimizer, T_max=steps, eta_min=min_lr),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs,
+        warmup_start_factor=warmup_start_factor,
+    )
+
+
+def _milestone_steps(milestones: list[float], steps_per_epoch: int, warmup: int) -> list[int]:
+    steps = [round(m * steps_per_epoch) - warmup for m in milestones]
+    if any(s <= 0 for s in steps) or steps != sorted(steps):
+        raise ValueError(f"milestones {milestones} must increase and lie after the warm-up")
+    return steps
+
+
+def step(
+    optimizer: Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    step_epochs: float,
+    gamma: float = 0.1,
+    warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.01,
+) -> LRScheduler:
+    """Multiply the learning rate by gamma every step_epochs epochs (torch StepLR).
+
+    Args:
+        step_epochs: epochs between decays (counted after the warm-up).
+        gamma: multiplicative decay factor.
+        warmup_epochs: length of the linear warm-up in epochs (0 for none).
+        warmup_start_factor: learning-rate factor at the first warm-up step.
+    """
+    step_size = round(step_epochs * steps_per_epoch)
+    if step_size < 1:
+        raise ValueError(f"step_epochs={step_epochs} is shorter than one step")
+    return _with_warmup(
+        optimizer,
+        lambda steps: StepLR(optimizer, step_size=step_size, gamma=gamma),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs,
+        warmup_start_factor=warmup_start_factor,
+    )
+
+
+def multistep(
+    optimizer: Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    milestones: list[float],
+    gamma: float = 0.1,
+    warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.01,
+) -> LRScheduler:
+    """Multiply the learning rate by gamma at each milestone epoch (torch MultiStepLR).
+
+    Args:
+        milestones: epochs (from the start of the run) at which to decay, increasing.
+        gamma: multiplicative decay factor.
+        warmup_epochs: length of the linear warm-up in epochs (0 for none).
+        warmup_start_factor: learning-rate factor at the first warm-up step.
+    """
+    warmup = round(warmup_epochs * steps_per_epoch)
+    at = _milestone_steps(milestones, steps_per_epoch, warmup)
+    return _with_warmup(
+        optimizer,
+        lambda steps: MultiStepLR(optimizer, milestones=at, gamma=gamma),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs,
+        warmup_start_factor=warmup_start_factor,
+    )
+
+
+def onecycle(
+    optimizer: Optimizer,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    max_lr: float | None = None,
+    pct_start: float = 0.3,
+    anneal_strategy: Literal["cos", "linear"] = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+    cycle_momentum: bool = True,
+    warmup_epochs: float = 0.0,
+    warmup_start_factor: float = 0.01,
+) -> LRScheduler:
+    """One-cycle policy (Smith & Topin, 2019): torch OneCycleLR over the run.
+
+    Args:
+        max_lr: peak learning rate (default: the optimizer's learning rate).
+        pct_start: fraction of the cycle spent increasing the learning rate.
+        anneal_strategy: 'cos' or 'linear' annealing.
+        div_factor: initial learning rate is max_lr / div_factor.
+        final_div_factor: final learning rate is initial / final_div_factor.
+        three_phase: use the three-phase variant.
+        cycle_momentum: cycle momentum (or Adam's beta1) inversely to the learning rate.
+        warmup_epochs: linear warm-up before the cycle, in epochs, ramping up to the
+            cycle's initial rate max_lr / div_factor (0 for none).
+        warmup_start_factor: learning-rate factor at the first warm-up step.
+    """
+    peak = [group["lr"] for group in optimizer.param_groups] if max_lr is None else max_lr
+    return _with_warmup(
+        optimizer,
+        lambda steps: OneCycleLR(
+            optimizer,
+            max_lr=peak,
+            total_steps=steps,
+            pct_start=pct_start,
+            anneal_strategy=anneal_strategy,
+            div_factor=div_factor,
+            final_div_factor=final_div_factor,
+            three_phase=three_phase,
+            cycle_momentum=cycle_momentum,
+        ),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs,
+        warmup_start_factor=warmup_start_factor,
+    )

@@ -1,0 +1,51 @@
+"""Errors that mean bad input: the CLI prints them one problem per line and exits with 2.
+
+Anything else that escapes is a bug and exits with 1 and a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class CvkitError(Exception):
+    """Bad input from the user (recipe, command line, installed plugins)."""
+
+    def lines(self) -> list[str]:
+        """The problems, one line each, as printed by the CLI."""
+        return [str(self)]
+
+
+class UnknownComponentError(CvkitError, LookupError):
+    """A kind or kind/name that is not registered."""
+
+
+class ComponentConflictError(CvkitError):
+    """The same kind/name registered by two distributions."""
+
+
+class ComponentBuildError(CvkitError):
+    """A component's factory rejected its parameters (it raised ValueError)."""
+
+
+class DatasetError(CvkitError):
+    """A dataset's files are missing, unreadable or inconsistent; the message says what to do."""
+
+
+class ProblemsError(CvkitError):
+    """One or more problems, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+    def lines(self) -> list[str]:
+        return list(self.problems)
+
+
+class RecipeError(ProblemsError):
+    """A recipe with problems, each located (file, line, dotted key) where known."""
+
+
+class PluginError(ProblemsError):
+    """Plugins that failed to load or conflict (raised only in strict mode)."""

@@ -1,0 +1,351 @@
+"""TOML recipes: read (with ``extends`` and ``--set``), validate into attrs classes, write back.
+
+A recipe is data. Every table with a ``name`` in a component position names a registered
+component; its other keys are the component's parameters. Validation checks everything
+against the registry and reports every problem at once, each with file, line and dotted key.
+The resolved recipe (every default filled in) is written back as TOML that loads to an
+equal :class:`Recipe`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import attrs
+import tomli_w
+
+from cvkit.components import ComponentOf, ComponentSpec
+from cvkit.errors import RecipeError
+from cvkit.params import Validator, join_key
+from cvkit.registry import Registry
+from cvkit.toml_lines import key_lines
+
+DatasetSpec = Annotated[ComponentSpec, ComponentOf("dataset")]
+ModelSpec = Annotated[ComponentSpec, ComponentOf("model")]
+OptimizerSpec = Annotated[ComponentSpec, ComponentOf("optimizer")]
+SchedulerSpec = Annotated[ComponentSpec, ComponentOf("scheduler")]
+LossSpec = Annotated[ComponentSpec, ComponentOf("loss")]
+AugmentationSpec = Annotated[ComponentSpec, ComponentOf("augmentation")]
+CallbackSpec = Annotated[ComponentSpec, ComponentOf("callback")]
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _non_empty(_: Any, attribute: Any, value: str) -> None:
+    if not value.strip():
+        raise ValueError(f"{attribute.name} must not be empty")
+
+
+def _device(_: Any, attribute: Any, value: str) -> None:
+    if not _DEVICE.match(value):
+        raise ValueError(f"{attribute.name} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
+
+
+def _val_split(_: Any, attribute: Any, value: float) -> None:
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{attribute.name} as a count of images must be >= 0, got {value}")
+    if isinstance(value, float) and not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} as a fraction must be in [0, 1), got {value}")
+
+
+@attrs.frozen(kw_only=True)
+class Experiment:
+    """``[experiment]``: what the run is called and how it runs.
+
+    Args:
+        name: experiment name; runs are written to <output_dir>/<name>/.
+        seed: seed of every random number generator.
+        epochs: number of training epochs.
+        output_dir: directory holding the run directories, relative to the working directory.
+        device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
+        precision: 'fp32'; 'bf16' or 'fp16' autocast (fp16 with gradient scaling).
+    """
+
+    name: str = attrs.field(validator=_non_empty)
+    seed: int = 0
+    epochs: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    output_dir: Path = Path("runs")
+    device: str = attrs.field(default="auto", validator=_device)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+@attrs.frozen(kw_only=True)
+class Data:
+    """``[data]``: the dataset and how it is batched and split.
+
+    Args:
+        dataset: the dataset component table.
+        batch_size: training batch size (images per optimizer step).
+        val_split: validation images held out of the training split: a fraction in [0, 1)
+            or a count; 0 for none.
+    """
+
+    dataset: DatasetSpec
+    batch_size: int = attrs.field(default=128, validator=attrs.validators.ge(1))
+    val_split: int | float = attrs.field(default=0.1, validator=_val_split)
+
+
+@attrs.frozen(kw_only=True)
+class Augment:
+    """``[augment]``: ordered lists of batch augmentations.
+
+    Args:
+        train: applied to training batches, in order.
+        eval: applied to validation and test batches, in order (usually only normalize).
+    """
+
+    train: list[AugmentationSpec] = attrs.field(factory=list)
+    eval: list[AugmentationSpec] = attrs.field(factory=list)
+
+
+@attrs.frozen(kw_only=True)
+class Recipe:
+    """A complete experiment.
+
+    Args:
+        experiment: name, seed, epochs, output directory, device, precision.
+        data: dataset, batch size, validation split.
+        model: the model component table.
+        optimizer: the optimizer component table.
+        loss: the loss component table.
+        scheduler: the learning-rate schedule table, or none for a constant rate.
+        augment: training and evaluation augmentations.
+        callbacks: callback component tables.
+    """
+
+    experiment: Experiment
+    data: Data
+    model: ModelSpec
+    optimizer: OptimizerSpec
+    loss: LossSpec
+    scheduler: SchedulerSpec | None = None
+    augment: Augment = attrs.field(factory=Augment)
+    callbacks: list[CallbackSpec] = attrs.field(factory=list)
+
+
+@attrs.frozen
+class Location:
+    """Where a key was written: a file (or ``--set ...``) and its line when known."""
+
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@attrs.define
+class RawRecipe:
+    """Merged TOML data of a recipe and its ``extends`` chain, with each key's origin."""
+
+    data: dict[str, Any]
+    origins: dict[str, Location]
+    root: str
+
+    def locate(self, key: str) -> Location:
+        """Where ``key`` (or its nearest enclosing key) was written."""
+        candidates = list(_prefixes(key))
+        found = next((self.origins[c] for c in candidates if c in self.origins), None)
+        if found is None:
+            return Location(self.root)
+        line = next(
+            (
+                self.origins[c].line
+                for c in candidates
+                if c in self.origins and self.origins[c].file == found.file and self.origins[c].line
+            ),
+            None,
+        )
+        return Location(found.file, line)
+
+    def where(self, key: str) -> str:
+        """``file:line: key`` for messages."""
+        return f"{self.locate(key)}: {key}" if key else str(self.locate(key))
+
+
+def _prefixes(key: str) -> Iterator[str]:
+    """``a.b[0].c``, ``a.b[0]``, ``a.b``, ``a``."""
+    while key:
+        yield key
+        cut = max(key.rfind("."), key.rfind("["))
+        key = key[:cut] if cut > 0 else ""
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _flat_keys(data: Any, prefix: str = "") -> Iterator[str]:
+    items = (
+        data.items()
+        if isinstance(data, dict)
+        else enumerate(data)
+        if isinstance(data, list)
+        else ()
+    )
+    for k, v in items:
+        key = join_key(prefix, k)
+        yield key
+        yield from _flat_keys(v, key)
+
+
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; everything else (lists included) is replaced."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_recipe(path: str | Path, _chain: Sequence[Path] = ()) -> RawRecipe:
+    """The data of ``path`` merged over the recipes it extends (paths relative to each file)."""
+    resolved = Path(path).resolve()
+    shown = _display(resolved)
+    if resolved in _chain:
+        cycle = " -> ".join(_display(p) for p in [*_chain, resolved])
+        raise RecipeError([f"{shown}: extends cycle: {cycle}"])
+    try:
+        text = resolved.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError([f"{shown}: recipe file not found"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError([f"{shown}: cannot read recipe: {error}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        match = re.search(r"\(at line (\d+), column \d+\)", message)
+        where = f"{shown}:{match[1]}" if match else shown
+        raise RecipeError([f"{where}: invalid TOML: {message}"]) from None
+    lines = key_lines(text)
+    origins = {key: Location(shown, lines.get(key)) for key in _flat_keys(data)}
+    parent = data.pop("extends", None)
+    if parent is None:
+        return RawRecipe(data, origins, shown)
+    if not isinstance(parent, str):
+        raise RecipeError(
+            [f"{Location(shown, lines.get('extends'))}: extends: expected a path string"]
+        )
+    target = resolved.parent / parent
+    if not target.is_file():
+        line = Location(shown, lines.get("extends"))
+        raise RecipeError([f"{line}: extends: recipe file not found: {_display(target)}"])
+    base = read_recipe(target, [*_chain, resolved])
+    return RawRecipe(_deep_merge(base.data, data), base.origins | origins, shown)
+
+
+_KEY_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+
+
+def _parse_key(key: str) -> list[str | int] | None:
+    path: list[str | int] = []
+    for segment in key.split("."):
+        match = _KEY_PART.fullmatch(segment.strip())
+        if not match:
+            return None
+        path.append(match[1])
+        path += [int(i) for i in re.findall(r"\[(\d+)\]", match[2])]
+    return path
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML value syntax (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else the string."""
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+    return text if isinstance(value, datetime.date | datetime.time) else value
+
+
+def apply_override(raw: RawRecipe, assignment: str) -> None:
+    """Apply ``a.b.c=VALUE`` (indices allowed: ``augment.train[0].p=1``) to ``raw`` in place."""
+    key, sep, text = assignment.partition("=")
+    path = _parse_key(key.strip()) if sep else None
+    origin = f"--set {assignment}"
+    if not path:
+        raise RecipeError(
+            [f"{origin}: expected KEY=VALUE with a dotted KEY, e.g. model.dropout=0.2"]
+        )
+    node: Any = raw.data
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise RecipeError([f"{origin}: {_path_text(path[: i + 1])} does not exist"])
+        elif isinstance(node, dict):
+            child = node.get(part)
+            if isinstance(child, str) and isinstance(nxt, str):
+                node[part] = {"name": child}  # component shorthand ("se") -> table
+            elif child is None:
+                node[part] = {} if isinstance(nxt, str) else []
+        else:
+            raise RecipeError([f"{origin}: {_path_text(path[:i])} is not a table"])
+        node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise RecipeError([f"{origin}: {_path_text(path)} does not exist"])
+    elif not isinstance(node, dict):
+        raise RecipeError([f"{origin}: {_path_text(path[:-1])} is not a table"])
+    node[last] = parse_value(text.strip())
+    prefix = _path_text(path)
+    raw.origins[prefix] = Location(origin)
+    raw.origins.update({key: Location(origin) for key in _flat_keys(node[last], prefix)})
+
+
+def _path_text(path: Sequence[str | int]) -> str:
+    text = ""
+    for part in path:
+        text = join_key(text, part)
+    return text
+
+
+def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
+    """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its location."""
+    validator = Validator(registry.lookup, locate=raw.where)
+    recipe = validator.value(raw.data, Recipe, "")
+    if validator.problems:
+        raise RecipeError([f"{raw.where(p.key)}: {p.message}" for p in validator.problems])
+    return recipe
+
+
+def load_recipe(
+    path: str | Path, overrides: Sequence[str] = (), registry: Registry | None = None
+) -> Recipe:
+    """Read, override and validate the recipe at ``path`` against ``registry`` (default: installed)."""
+    from cvkit.plugins import default_registry
+
+    raw = read_recipe(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_recipe(raw, registry or default_registry())
+
+
+def recipe_data(value: Any) -> Any:
+    """Plain TOML-ready data of a :class:`Recipe` (or part of one); None values are left out."""
+    if isinstance(value, ComponentSpec):
+        return {"name": value.name} | recipe_data(dict(value.params))
+    if attrs.has(type(value)):
+        return recipe_data({f.alias: getattr(value, f.name) for f in attrs.fields(type(value))})
+    if isinstance(value, Mapping):
+        return {k: recipe_data(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [recipe_data(v) for v in value]
+    if isinstance(value, Path):
+        return value.as_posix()
+    return value
+
+
+def dump_recipe(recipe: Recipe, header: str = "") -> str:
+    """``recipe`` as TOML text that :func:`load_recipe` reads back to an equal Recipe."""
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + tomli_w.dumps(recipe_data(recipe))

@@ -1,0 +1,449 @@
+"""Contract checks for every kind of component, for cvkit's tests and plugin authors.
+
+Each ``check_<kind>(factory)`` takes something that builds the component from its runtime
+arguments (the class itself, a ``functools.partial``, or a registry-bound component) and
+fails with an AssertionError naming the broken promise. Shapes, dtypes and seeds come from
+hypothesis strategies, so each check tries many inputs::
+
+    from cvkit.testing import check_attention
+    from my_plugin import MyBlock
+
+    def test_my_block_keeps_the_contract():
+        check_attention(MyBlock)
+
+:func:`contract_cases` lists one case per registered component and example, so a test
+parametrised over it checks every installed plugin (needs ``pip install cvkit[testing]``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import Tensor, nn
+
+from cvkit.callbacks import EVENTS
+from cvkit.data import ImageTensors
+from cvkit.registry import Component, Registry
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@st.composite
+def feature_maps(
+    draw: st.DrawFn,
+    *,
+    min_batch: int = 1,
+    max_batch: int = 4,
+    max_channels: int = 32,
+    max_size: int = 12,
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
+) -> Tensor:
+    """Random float feature maps (N, C, H, W), standard normal, of any small shape."""
+    shape = (
+        draw(st.integers(min_batch, max_batch)),
+        draw(st.integers(1, max_channels)),
+        draw(st.integers(1, max_size)),
+        draw(st.integers(1, max_size)),
+    )
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    return torch.randn(shape, generator=generator).to(draw(st.sampled_from(dtypes)))
+
+
+@st.composite
+def image_batches(
+    draw: st.DrawFn,
+    *,
+    channels: int = 3,
+    min_batch: int = 1,
+    max_batch: int = 5,
+    sizes: tuple[int, ...] = (1, 5, 8, 16, 32),
+    dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
+) -> Tensor:
+    """Random images (N, channels, H, W), values in [0, 1], H and W from ``sizes``."""
+    shape = (
+        draw(st.integers(min_batch, max_batch)),
+        channels,
+        draw(st.sampled_from(sizes)),
+        draw(st.sampled_from(sizes)),
+    )
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    return torch.rand(shape, generator=generator).to(draw(st.sampled_from(dtypes)))
+
+
+@st.composite
+def targets(draw: st.DrawFn, batch: int, num_classes: int) -> Tensor:
+    """Hard labels (batch,) int64, or soft targets (batch, num_classes) whose rows sum to 1."""
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    if draw(st.booleans()):
+        return torch.randint(0, num_classes, (batch,), generator=generator)
+    return torch.rand(batch, num_classes, generator=generator).softmax(dim=1)
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    tolerance = 1e-4 if a.dtype == torch.float32 else 1e-9
+    return torch.allclose(a, b, rtol=tolerance, atol=tolerance)
+
+
+def _check_gradients(module: nn.Module, inputs: Tensor | None, what: str) -> None:
+    if inputs is not None:
+        assert inputs.grad is not None and torch.isfinite(inputs.grad).all(), (
+            f"{what}: no finite gradient reaches the input"
+        )
+    for name, parameter in module.named_parameters():
+        if parameter.requires_grad:
+            assert parameter.grad is not None, f"{what}: no gradient reaches parameter {name!r}"
+            assert torch.isfinite(parameter.grad).all(), f"{what}: non-finite gradient in {name!r}"
+
+
+def _check_eval_consistency(module: nn.Module, x: Tensor, what: str) -> None:
+    """In eval mode: the same output twice, and each sample's output independent of the batch."""
+    module.eval()
+    with torch.no_grad():
+        first, second = module(x), module(x)
+        assert torch.equal(first, second), f"{what}: eval mode is not deterministic"
+        alone = module(x[-1:])
+        assert _close(alone, first[-1:]), f"{what}: eval output of a sample depends on the batch"
+
+
+def check_attention(factory: Callable[..., nn.Module], *, max_examples: int = 15) -> None:
+    """Attention block contract: ``factory(channels)`` maps (N, C, H, W) to the same shape.
+
+    Output dtype equals input dtype (float32 and float64); in train mode (N >= 2) gradients
+    reach the input and every trainable parameter; in eval mode the block is deterministic
+    and a sample's output does not depend on the rest of the batch. Any N, C, H, W >= 1.
+    """
+
+    @_settings(max_examples)
+    @given(x=feature_maps(min_batch=2))
+    def run(x: Tensor) -> None:
+        torch.manual_seed(0)
+        block = factory(x.shape[1]).to(x.dtype)
+        what = f"attention block on input {tuple(x.shape)} {x.dtype}"
+        block.train()
+        x = x.clone().requires_grad_(True)
+        y = block(x)
+        assert y.shape == x.shape, f"{what}: output shape {tuple(y.shape)} != input shape"
+        assert y.dtype == x.dtype, f"{what}: output dtype {y.dtype} != input dtype"
+        y.square().sum().backward()
+        _check_gradients(block, x, what)
+        _check_eval_consistency(block, x.detach(), what)
+        assert block(x.detach()[:1]).shape == (1, *x.shape[1:]), f"{what}: batch of one fails"
+
+    run()
+
+
+def check_model(
+    factory: Callable[..., nn.Module],
+    *,
+    image_sizes: tuple[int, ...] = (32,),
+    max_examples: int = 6,
+) -> None:
+    """Model contract: ``factory(num_classes, in_channels)`` maps (N, C, H, W) to (N, num_classes).
+
+    Logits are finite floats; in train mode (N >= 2) gradients reach every trainable
+    parameter; in eval mode the model is deterministic and batch-independent (N >= 1).
+    ``image_sizes`` are the square input sizes to try.
+    """
+
+    @_settings(max_examples)
+    @given(
+        num_classes=st.integers(2, 12),
+        in_channels=st.sampled_from((1, 3)),
+        batch=st.integers(2, 4),
+        size=st.sampled_from(image_sizes),
+        seed=st.integers(0, 2**16),
+    )
+    def run(num_classes: int, in_channels: int, batch: int, size: int, seed: int) -> None:
+        torch.manual_seed(seed)
+        model = factory(num_classes=num_classes, in_channels=in_channels)
+        what = f"model({num_classes=}, {in_channels=}) on {batch}x{in_channels}x{size}x{size}"
+        x = torch.rand(batch, in_channels, size, size)
+        model.train()
+        logits = model(x)
+        assert logits.shape == (batch, num_classes), f"{what}: output shape {tuple(logits.shape)}"
+        assert logits.is_floating_point() and torch.isfinite(logits).all(), (
+            f"{what}: non-finite logits"
+        )
+        logits.square().mean().backward()
+        _check_gradients(model, None, what)
+        _check_eval_consistency(model, x, what)
+
+    run()
+
+
+def _toy_regression(seed: int = 0) -> tuple[nn.Module, Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 8, generator=generator)
+    y = x @ torch.randn(8, 1, generator=generator) + 0.5
+    torch.manual_seed(seed)
+    return nn.Linear(8, 1), x, y
+
+
+def _train(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, steps: int
+) -> float:
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)
+    with torch.no_grad():
+        return nn.functional.mse_loss(model(x), y).item()
+
+
+def check_optimizer(factory: Callable[..., torch.optim.Optimizer], *, steps: int = 50) -> None:
+    """Optimizer contract: ``factory(params)`` lowers the loss of a least-squares problem.
+
+    ``step`` is called with a closure. ``state_dict`` round-trips: an optimizer loaded from
+    another's state continues exactly as the original does.
+    """
+    model, x, y = _toy_regression()
+    optimizer = factory(model.parameters())
+    assert isinstance(optimizer, torch.optim.Optimizer), (
+        f"factory returned {type(optimizer).__name__}"
+    )
+    with torch.no_grad():
+        initial = nn.functional.mse_loss(model(x), y).item()
+    final = _train(model, optimizer, x, y, steps)
+    assert math.isfinite(final) and final < initial, (
+        f"loss did not decrease: {initial:.4g} -> {final:.4g}"
+    )
+
+    twin = copy.deepcopy(model)
+    restored = factory(twin.parameters())
+    restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    _train(model, optimizer, x, y, 5)
+    _train(twin, restored, x, y, 5)
+    for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), (
+            f"after load_state_dict, parameter {name!r} diverges"
+        )
+
+
+def check_scheduler(
+    factory: Callable[..., Any], *, epochs: int = 3, steps_per_epoch: int = 5
+) -> None:
+    """Scheduler contract: learning rates stay finite and >= 0 over the run, state round-trips.
+
+    ``factory(optimizer, epochs=..., steps_per_epoch=...)`` is stepped once per optimizer
+    step (or per epoch with ``interval = "epoch"``); a scheduler restored from another's
+    state_dict, over an optimizer restored likewise, continues with the same rates.
+    """
+
+    def make() -> tuple[torch.optim.Optimizer, Any]:
+        parameter = nn.Parameter(torch.zeros(2))
+        optimizer = torch.optim.SGD([parameter], lr=0.1, momentum=0.9)
+        return optimizer, factory(optimizer, epochs=epochs, steps_per_epoch=steps_per_epoch)
+
+    optimizer, scheduler = make()
+    interval = getattr(scheduler, "interval", "step")
+    assert interval in ("step", "epoch"), f"interval must be 'step' or 'epoch', got {interval!r}"
+    total = epochs * (steps_per_epoch if interval == "step" else 1)
+    rates = []
+    for i in range(total):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+        if i == total // 2:
+            saved = copy.deepcopy((optimizer.state_dict(), scheduler.state_dict()))
+            resumed_at = i + 1
+    assert all(math.isfinite(r) and r >= 0 for r in rates), f"learning rates out of range: {rates}"
+
+    optimizer, scheduler = make()
+    optimizer.load_state_dict(saved[0])
+    scheduler.load_state_dict(saved[1])
+    for i in range(resumed_at, total):
+        lr = optimizer.param_groups[0]["lr"]
+        assert math.isclose(lr, rates[i], rel_tol=1e-9, abs_tol=1e-12), (
+            f"after load_state_dict the rate at step {i} is {lr}, expected {rates[i]}"
+        )
+        optimizer.step()
+        scheduler.step()
+
+
+def check_loss(factory: Callable[..., nn.Module], *, max_examples: int = 15) -> None:
+    """Loss contract: a finite scalar for hard (N,) and soft (N, K) targets, with gradients.
+
+    One-hot soft targets give the same loss as the equivalent class indices.
+    """
+
+    @_settings(max_examples)
+    @given(batch=st.integers(1, 8), num_classes=st.integers(2, 12), seed=st.integers(0, 2**16))
+    def run(batch: int, num_classes: int, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        loss_fn = factory()
+        logits = torch.randn(batch, num_classes, generator=generator).requires_grad_(True)
+        labels = torch.randint(0, num_classes, (batch,), generator=generator)
+        loss = loss_fn(logits, labels)
+        assert loss.ndim == 0 and torch.isfinite(loss), f"loss on hard targets is {loss}"
+        loss.backward()
+        assert logits.grad is not None and torch.isfinite(logits.grad).all(), "no finite gradient"
+        one_hot = nn.functional.one_hot(labels, num_classes).float()
+        assert _close(loss_fn(logits, one_hot), loss), (
+            "one-hot soft targets differ from hard targets"
+        )
+        soft = torch.rand(batch, num_classes, generator=generator).softmax(dim=1)
+        assert torch.isfinite(loss_fn(logits, soft)), "loss on soft targets is not finite"
+
+    run()
+
+
+def check_augmentation(
+    factory: Callable[..., nn.Module], *, channels: int = 3, max_examples: int = 20
+) -> None:
+    """Augmentation contract on (images, targets) batches.
+
+    Images of any size from ``min_size`` up (default 1). Batch size and channels kept,
+    spatial size kept unless ``changes_size``; image dtype
+    kept; targets stay valid: hard labels in range, or soft rows that are non-negative and
+    sum to 1 (label mass preserved); hard labels become soft only if ``soft_targets``. The
+    same seed gives the same output (randomness comes from torch's global generator).
+    """
+
+    @_settings(max_examples)
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        augmentation = factory()
+        smallest = getattr(augmentation, "min_size", 1)
+        sizes = tuple(s for s in (1, 5, 8, 16, 32) if s >= smallest) or (smallest,)
+        images = data.draw(image_batches(channels=channels, sizes=sizes))
+        num_classes = 10
+        labels = data.draw(targets(images.shape[0], num_classes))
+        what = (
+            f"augmentation on {tuple(images.shape)} {images.dtype}, targets {tuple(labels.shape)}"
+        )
+        torch.manual_seed(1)
+        out, out_labels = augmentation(images.clone(), labels.clone())
+        n, c, h, w = images.shape
+        assert out.shape[:2] == (n, c), f"{what}: output shape {tuple(out.shape)}"
+        if not getattr(augmentation, "changes_size", False):
+            assert out.shape[2:] == (h, w), (
+                f"{what}: spatial size changed to {tuple(out.shape[2:])}"
+            )
+        assert out.dtype == images.dtype, f"{what}: image dtype changed to {out.dtype}"
+        if out_labels.is_floating_point():
+            assert labels.is_floating_point() or getattr(augmentation, "soft_targets", False), (
+                f"{what}: produced soft targets without declaring soft_targets = True"
+            )
+            assert out_labels.shape == (n, num_classes), (
+                f"{what}: soft targets {tuple(out_labels.shape)}"
+            )
+            assert (out_labels >= 0).all(), f"{what}: negative target mass"
+            assert torch.allclose(
+                out_labels.sum(1), torch.ones(n, dtype=out_labels.dtype), atol=1e-5
+            ), f"{what}: target rows do not sum to 1"
+        else:
+            assert not labels.is_floating_point(), f"{what}: soft targets became hard"
+            assert out_labels.shape == (n,) and out_labels.dtype == torch.int64, (
+                f"{what}: labels changed form"
+            )
+            assert ((out_labels >= 0) & (out_labels < num_classes)).all(), (
+                f"{what}: label out of range"
+            )
+        torch.manual_seed(1)
+        again, again_labels = augmentation(images.clone(), labels.clone())
+        assert torch.equal(again, out) and torch.equal(again_labels, out_labels), (
+            f"{what}: not reproducible from the same seed"
+        )
+
+    run()
+
+
+def check_dataset(factory: Callable[..., Any]) -> None:
+    """Dataset contract: ``num_classes``, ``in_channels``, ``splits`` with "train", and each
+    split loads as uint8 (N, in_channels, H, W) images with labels in range, the same every time.
+    """
+    dataset = factory()
+    assert dataset.num_classes >= 1 and dataset.in_channels >= 1, (
+        "num_classes and in_channels must be >= 1"
+    )
+    assert "train" in dataset.splits, f"splits {dataset.splits} lack 'train'"
+    for split in dataset.splits:
+        data = dataset.load(split)
+        assert isinstance(data, ImageTensors), f"load({split!r}) returned {type(data).__name__}"
+        assert len(data) > 0, f"split {split!r} is empty"
+        assert data.images.shape[1] == dataset.in_channels, (
+            f"{split}: channels {data.images.shape[1]}"
+        )
+        assert len(data.classes) == dataset.num_classes, f"{split}: {len(data.classes)} class names"
+        assert int(data.labels.min()) >= 0 and int(data.labels.max()) < dataset.num_classes, (
+            f"{split}: labels out of range"
+        )
+        again = dataset.load(split)
+        assert torch.equal(again.images, data.images) and torch.equal(again.labels, data.labels), (
+            f"{split}: loading twice gives different data"
+        )
+
+
+def check_callback(factory: Callable[..., Any]) -> None:
+    """Callback contract: every event method is callable, no misspelt ``on_*`` method exists,
+    and ``state_dict`` round-trips into a fresh instance."""
+    callback = factory()
+    for event in EVENTS:
+        assert callable(getattr(callback, event, None)), f"callback lacks event method {event}"
+    unknown = [n for n in dir(callback) if n.startswith("on_") and n not in EVENTS]
+    assert not unknown, f"unknown event methods {unknown}; events: {EVENTS}"
+    state = copy.deepcopy(callback.state_dict())
+    fresh = factory()
+    fresh.load_state_dict(copy.deepcopy(state))
+    assert fresh.state_dict() == state, "state_dict does not round-trip"
+
+
+CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {
+    "model": check_model,
+    "attention": check_attention,
+    "augmentation": check_augmentation,
+    "optimizer": check_optimizer,
+    "scheduler": check_scheduler,
+    "loss": check_loss,
+    "dataset": check_dataset,
+    "callback": check_callback,
+}
+"""The contract check of each kind."""
+
+
+@attrs.frozen
+class ContractCase:
+    """One registered component with one of its example parameter tables."""
+
+    component: Component
+    example: Mapping[str, Any]
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.component.key}[{self.index}]"
+
+    def run(self, registry: Registry) -> None:
+        """Build the component with its example through ``registry`` and check its contract."""
+        spec = registry.spec(self.component.kind, {"name": self.component.name, **self.example})
+        CHECKS[self.component.kind](registry.bind(spec))
+
+
+def contract_cases(registry: Registry, kinds: tuple[str, ...] | None = None) -> list[ContractCase]:
+    """A case per registered component and example (components with ``examples=[]`` have none)."""
+    return [
+        ContractCase(component, example, i)
+        for component in registry.components()
+        if kinds is None or component.kind in kinds
+        for i, example in enumerate(component.examples)
+    ]
