@@ -14,7 +14,6 @@ from typing import Any
 import click
 
 from cvkit import __version__
-from cvkit.build import build_components, trainable_parameters
 from cvkit.errors import CvkitError, UnknownComponentError
 from cvkit.kinds import KINDS
 from cvkit.params import REQUIRED, doc_body
@@ -219,10 +218,6 @@ def _format_default(value: Any) -> str:
 def plugins_command(as_json: bool) -> None:
     """List loaded plugins: distribution, version, components, and load errors."""
     registry = _registry()
-    by_plugin = {
-        p.name: [c.key for c in registry.components() if c.plugin == p.dist]
-        for p in registry.plugins
-    }
     if as_json:
         _echo_json(
             [
@@ -230,7 +225,7 @@ def plugins_command(as_json: bool) -> None:
                     "name": p.name,
                     "dist": p.dist,
                     "version": p.version,
-                    "components": by_plugin[p.name],
+                    "components": sorted(p.components),
                     "errors": p.errors,
                 }
                 for p in registry.plugins
@@ -238,15 +233,15 @@ def plugins_command(as_json: bool) -> None:
         )
         return
     for plugin in registry.plugins:
-        status = "FAILED" if plugin.errors else f"{len(by_plugin[plugin.name])} components"
+        count = len(plugin.components)
+        status = "FAILED" if plugin.errors else f"{count} component{'' if count == 1 else 's'}"
         click.secho(f"{plugin.dist} {plugin.version}", bold=True, nl=False)
         click.echo(f"  [{plugin.name}]  {status}")
         for error in plugin.errors:
             click.echo(f"    error: {error}")
-        if by_plugin[plugin.name]:
-            click.echo(f"    {', '.join(by_plugin[plugin.name])}")
-    conflicts = [line for line in registry.problems() if "registered by both" in line]
-    for line in conflicts:
+        if plugin.components:
+            click.echo(f"    {', '.join(sorted(plugin.components))}")
+    for line in registry.conflicts():
         click.echo(f"conflict: {line}")
 
 
@@ -266,6 +261,8 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
     Reports the model's trainable parameter count. Schedules are built for one step per
     epoch here; a run uses its real number of steps.
     """
+    from cvkit.build import build_components, trainable_parameters
+
     registry = _registry()
     resolved = load_recipe(recipe, overrides, registry)
     built = build_components(resolved, registry, steps_per_epoch=1)

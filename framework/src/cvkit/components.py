@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import attrs
-import torch
-from torch import nn
 
 
 @attrs.frozen
@@ -43,17 +41,17 @@ class ComponentSpec:
         return f"{self.kind}/{self.name}"
 
 
-ModelFactory = Annotated[Callable[..., nn.Module], ComponentOf("model")]
+ModelFactory = Annotated[Callable[..., Any], ComponentOf("model")]
 """``(num_classes, in_channels) -> nn.Module``."""
-AttentionFactory = Annotated[Callable[..., nn.Module], ComponentOf("attention")]
+AttentionFactory = Annotated[Callable[..., Any], ComponentOf("attention")]
 """``(channels) -> nn.Module`` keeping the input's shape."""
-AugmentationFactory = Annotated[Callable[..., nn.Module], ComponentOf("augmentation")]
+AugmentationFactory = Annotated[Callable[..., Any], ComponentOf("augmentation")]
 """``() -> nn.Module`` with ``forward(images, targets)``."""
-OptimizerFactory = Annotated[Callable[..., torch.optim.Optimizer], ComponentOf("optimizer")]
+OptimizerFactory = Annotated[Callable[..., Any], ComponentOf("optimizer")]
 """``(params) -> torch.optim.Optimizer``."""
 SchedulerFactory = Annotated[Callable[..., Any], ComponentOf("scheduler")]
 """``(optimizer, *, epochs, steps_per_epoch) -> LRScheduler``."""
-LossFactory = Annotated[Callable[..., nn.Module], ComponentOf("loss")]
+LossFactory = Annotated[Callable[..., Any], ComponentOf("loss")]
 """``() -> nn.Module`` with ``forward(logits, targets)``."""
 DatasetFactory = Annotated[Callable[..., Any], ComponentOf("dataset")]
 """``() -> ImageDataset``."""

@@ -172,6 +172,8 @@ def format_type(annotation: Any) -> str:
         return f"list[{', '.join(format_type(a) for a in args)}]"
     if origin in (dict, Mapping):
         return "table"
+    if attrs.has(annotation):
+        return "table"
     if isinstance(annotation, type):
         return "path" if issubclass(annotation, Path) else annotation.__name__
     return str(annotation)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -182,13 +182,13 @@ def _display(path: Path) -> str:
 
 
 def _flat_keys(data: Any, prefix: str = "") -> Iterator[str]:
-    items = (
-        data.items()
-        if isinstance(data, dict)
-        else enumerate(data)
-        if isinstance(data, list)
-        else ()
-    )
+    """Every dotted key below ``data``, list items included (``a.b[0].c``)."""
+    if isinstance(data, dict):
+        items: Iterable[tuple[str | int, Any]] = data.items()
+    elif isinstance(data, list):
+        items = enumerate(data)
+    else:
+        return
     for k, v in items:
         key = join_key(prefix, k)
         yield key

@@ -51,12 +51,13 @@ class Component:
 
 @attrs.define
 class PluginInfo:
-    """A loaded (or failed) plugin: its name, distribution, version and any errors."""
+    """A loaded (or failed) plugin: its name, distribution, version, components and errors."""
 
     name: str
     dist: str
     version: str
     errors: list[str] = attrs.field(factory=list)
+    components: list[str] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -105,6 +106,7 @@ class Registry:
             examples: Sequence[Mapping[str, Any]] | None = None,
         ) -> None:
             self.add(_make_component(kind, name, factory, plugin, examples))
+            plugin.components.append(f"{kind.name}/{name}")
 
         return register
 
@@ -153,13 +155,16 @@ class Registry:
 
     def problems(self) -> list[str]:
         """Plugin load errors and conflicting registrations, one line each."""
-        lines = [
-            f"plugin {p.name} ({p.dist} {p.version}) failed: {error}"
+        errors = [
+            f"plugin {p.name} ({p.dist} {p.version}) failed: {e}"
             for p in self.plugins
-            for error in p.errors
+            for e in p.errors
         ]
-        lines += [self._conflict_message(kind, name) for kind, name in sorted(self._conflicts)]
-        return lines
+        return errors + self.conflicts()
+
+    def conflicts(self) -> list[str]:
+        """One line per kind/name registered by more than one distribution."""
+        return [self._conflict_message(kind, name) for kind, name in sorted(self._conflicts)]
 
     def _conflict_message(self, kind: str, name: str) -> str:
         origins = " and ".join(c.origin for c in self._conflicts[(kind, name)])

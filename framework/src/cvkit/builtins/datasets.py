@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms.v2 import functional as TF
 
 from cvkit.data import ImageTensors
@@ -100,9 +101,10 @@ def cifar100(root: Path | None = None, download: bool = True) -> TorchvisionCIFA
 class ImageFolder:
     """Images in class subfolders, root/<class>/<image>, decoded into memory.
 
-    Classes are the subfolder names in sorted order (torchvision's ``find_classes``); any
-    format torchvision decodes (JPEG, PNG, ...) and any size. Images of different sizes need
-    ``image_size``. An optional ``test_root`` with the same class folders is the test split.
+    Classes are the subfolder names in sorted order (torchvision's ``find_classes``); files
+    with torchvision's image extensions (JPEG, PNG, WebP, ...) are decoded by Pillow. Images
+    of different sizes need ``image_size``. An optional ``test_root`` with the same class
+    folders is the test split.
 
     Args:
         root: folder of class subfolders: the training split.
@@ -150,14 +152,16 @@ class ImageFolder:
             raise DatasetError(f"imagefolder: {error}") from error
 
     def _decode(self, path: str) -> torch.Tensor:
-        mode = ImageReadMode.RGB if self.in_channels == 3 else ImageReadMode.GRAY
+        """One file as uint8 (channels, H, W), resized if asked (antialiased bilinear)."""
         try:
-            image = decode_image(path, mode=mode)
-        except (RuntimeError, OSError) as error:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB" if self.in_channels == 3 else "L"))
+        except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
             raise DatasetError(f"imagefolder: cannot decode {path}: {error}") from error
-        if self.image_size is not None and list(image.shape[1:]) != self.image_size:
-            image = TF.resize(image, self.image_size, antialias=True)
-        return image
+        tensor = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
+        if self.image_size is not None and list(tensor.shape[1:]) != self.image_size:
+            tensor = TF.resize(tensor, self.image_size, antialias=True)
+        return tensor
 
     def load(self, split: str) -> ImageTensors:
         """Every image of ``split`` as uint8 (N, channels, H, W), decoded on ``workers`` threads."""

@@ -1,0 +1,65 @@
+"""README.md, docs/ and plugin READMEs say what the code does."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from cvkit.params import parameters_of
+from cvkit.recipe import Data, Experiment, Recipe, load_recipe
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+RECIPES_DOC = (ROOT / "docs" / "recipes.md").read_text()
+PLUGIN_READMES = sorted((ROOT / "plugins").glob("*/README.md"))
+TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+@pytest.mark.parametrize("section", [Experiment, Data])
+def test_recipe_reference_documents_every_key(section) -> None:
+    for parameter in parameters_of(section):
+        assert f"| `{parameter.name}` |" in RECIPES_DOC, parameter.name
+
+
+def test_recipe_reference_names_every_component_section() -> None:
+    for parameter in parameters_of(Recipe):
+        assert f"`{parameter.name}" in RECIPES_DOC or f"[{parameter.name}]" in RECIPES_DOC, (
+            parameter.name
+        )
+
+
+def test_readme_lists_every_builtin_component(registry) -> None:
+    row = next(line for line in README.splitlines() if line.startswith("| cvkit (built-in)"))
+    for component in registry.components():
+        if component.plugin == "cvkit":
+            assert f"`{component.name}`" in row, component.key
+
+
+def test_readme_names_every_bundled_plugin() -> None:
+    for readme in PLUGIN_READMES:
+        assert f"plugins/{readme.parent.name}" in README
+
+
+@pytest.mark.parametrize(
+    "command", [line[2:] for line in README.splitlines() if line.startswith("$ cvkit ")]
+)
+def test_readme_commands_work(command, run_cli) -> None:
+    result = run_cli(*shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("readme", PLUGIN_READMES, ids=lambda p: p.parent.name)
+def test_plugin_readme_has_paper_registrations_parameters_and_a_valid_recipe(
+    readme, registry, tmp_path
+) -> None:
+    text = readme.read_text()
+    for heading in ("## Registers", "## Parameters", "## Example recipe"):
+        assert heading in text
+    recipes = TOML_BLOCK.findall(text)
+    assert recipes, "no example recipe"
+    path = tmp_path / "example.toml"
+    path.write_text(recipes[0])
+    load_recipe(path, registry=registry)
