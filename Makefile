@@ -20,8 +20,7 @@ $(STAMP): framework/pyproject.toml $(wildcard plugins/*/pyproject.toml) constrai
 	touch $(STAMP)
 
 quickstart: $(STAMP)
-	$(BIN)/cvkit check recipes/quickstart.toml
-	$(BIN)/cvkit list
+	$(BIN)/cvkit run recipes/quickstart.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -13,11 +13,12 @@ from conftest import RECIPES, run_cvkit
 
 BUILTINS = {
     "model": ["simple_cnn"],
-    "augmentation": ["hflip", "normalize", "random_crop"],
+    "augmentation": ["cutout", "hflip", "normalize", "random_crop", "resize", "torchvision"],
     "optimizer": ["adam", "adamw", "sgd"],
     "scheduler": ["constant", "cosine", "multistep", "onecycle", "step"],
     "loss": ["cross_entropy"],
     "dataset": ["cifar10", "cifar100", "imagefolder", "synthetic"],
+    "callback": ["checkpoint", "early_stopping", "metrics_jsonl", "progress", "tensorboard"],
 }
 
 
@@ -102,10 +103,12 @@ def test_plugins_lists_distributions_and_components(run_cli) -> None:
 
 
 def test_check_prints_the_resolved_recipe_and_parameter_count(run_cli, registry) -> None:
-    recipe = load_recipe(RECIPES / "quickstart.toml", registry=registry)
-    from cvkit.build import build_components
+    from cvkit.build import build_dataset, build_model
 
-    expected = trainable_parameters(build_components(recipe, registry, steps_per_epoch=1).model)
+    recipe = load_recipe(RECIPES / "quickstart.toml", registry=registry)
+    dataset = build_dataset(recipe, registry)
+    model = build_model(recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels)
+    expected = trainable_parameters(model)
     result = run_cli("check", str(RECIPES / "quickstart.toml"))
     assert result.exit_code == 0, result.output
     assert '[model.attention]\nname = "se"' in result.stdout
@@ -133,4 +136,4 @@ def test_check_json_has_params_and_recipe(run_cli) -> None:
         "gate": "sigmoid",
     }
     assert isinstance(data["params"], int) and data["params"] > 0
-    assert data["num_classes"] == 10 and data["splits"] == ["train", "test"]
+    assert data["num_classes"] == 10 and data["in_channels"] == 1 and data["splits"] == ["train", "test"]

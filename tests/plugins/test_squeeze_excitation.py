@@ -52,5 +52,6 @@ def test_se_in_a_recipe_model(registry) -> None:
     recipe = load_recipe(RECIPES / "quickstart.toml", ["model.attention.reduction=8"], registry)
     model = registry.build(recipe.model, num_classes=10, in_channels=3)
     blocks = [m for m in model.modules() if isinstance(m, SqueezeExcitation)]
-    assert [b.fc1.in_channels for b in blocks] == [16, 32, 64]
-    assert [b.fc1.out_channels for b in blocks] == [2, 4, 8]
+    widths = recipe.model.params["widths"]
+    assert [b.fc1.in_channels for b in blocks] == widths
+    assert [b.fc1.out_channels for b in blocks] == [w // 8 for w in widths]

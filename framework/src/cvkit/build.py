@@ -1,25 +1,25 @@
-"""Build every component of a recipe, in dependency order, without training."""
+"""Build a recipe's components, in dependency order, without training."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
 from cvkit.data import ImageDataset
-from cvkit.errors import ComponentBuildError
+from cvkit.errors import ComponentBuildError, CvkitError
 from cvkit.recipe import Recipe
 from cvkit.registry import Registry
 
 
 @attrs.frozen(eq=False)
 class Components:
-    """The built components of a recipe."""
+    """The built components of a recipe (the dataset is built first, see :func:`build_dataset`)."""
 
-    dataset: ImageDataset
     model: nn.Module
-    optimizer: Any
+    optimizer: torch.optim.Optimizer
     scheduler: Any
     loss: nn.Module
     train_augment: list[nn.Module]
@@ -32,33 +32,46 @@ def trainable_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def build_components(recipe: Recipe, registry: Registry, *, steps_per_epoch: int) -> Components:
-    """Dataset, model (on CPU), optimizer, scheduler, loss, augmentations and callbacks.
-
-    ``steps_per_epoch`` sizes per-step schedules. Raises CvkitError subclasses for bad input.
-    """
+def build_dataset(recipe: Recipe, registry: Registry) -> ImageDataset:
+    """The recipe's dataset object (cheap: no data is read yet)."""
     dataset = registry.build(recipe.data.dataset)
-    for attribute in ("num_classes", "in_channels", "splits"):
+    for attribute in ("num_classes", "in_channels", "splits", "load"):
         if not hasattr(dataset, attribute):
             raise ComponentBuildError(
                 f"{recipe.data.dataset.key} returned an object without {attribute!r}"
             )
-    model = registry.build(
-        recipe.model, num_classes=dataset.num_classes, in_channels=dataset.in_channels
+    return dataset
+
+
+def build_model(
+    recipe: Recipe, registry: Registry, *, num_classes: int, in_channels: int
+) -> nn.Module:
+    """The recipe's model for ``num_classes`` classes and ``in_channels`` input channels."""
+    return registry.build(recipe.model, num_classes=num_classes, in_channels=in_channels)
+
+
+def build_components(
+    recipe: Recipe, registry: Registry, dataset: ImageDataset, *, steps_per_epoch: int
+) -> Components:
+    """Model, optimizer, scheduler (sized by ``steps_per_epoch``), loss, augmentations, callbacks."""
+    model = build_model(
+        recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels
     )
     optimizer = registry.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
-    scheduler = (
-        registry.build(
+    if getattr(optimizer, "requires_closure", False) and recipe.experiment.precision == "fp16":
+        raise CvkitError(
+            f"{recipe.optimizer.key} steps with a closure, which fp16 gradient scaling does not support; "
+            "use experiment.precision = 'bf16' or 'fp32'"
+        )
+    scheduler = None
+    if recipe.scheduler is not None:
+        scheduler = registry.build(
             recipe.scheduler,
             optimizer,
             epochs=recipe.experiment.epochs,
             steps_per_epoch=steps_per_epoch,
         )
-        if recipe.scheduler is not None
-        else None
-    )
     return Components(
-        dataset=dataset,
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -67,3 +80,19 @@ def build_components(recipe: Recipe, registry: Registry, *, steps_per_epoch: int
         eval_augment=[registry.build(spec) for spec in recipe.augment.eval],
         callbacks=[registry.build(spec) for spec in recipe.callbacks],
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else CPU; otherwise the named device, which must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CvkitError(
+            f"experiment.device = {name!r} but CUDA is not available here; use 'auto' or 'cpu'"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CvkitError(
+            f"experiment.device = {name!r} but MPS is not available here; use 'auto' or 'cpu'"
+        )
+    return device

@@ -31,7 +31,7 @@ class _Group(click.Group):
         except CvkitError as error:
             for line in error.lines():
                 click.echo(f"error: {line}", err=True)
-            ctx.exit(2)
+            ctx.exit(error.exit_code)
 
 
 class _State:
@@ -73,6 +73,9 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     """cvkit: image-classification experiments from TOML recipes, built from plugins.
 
     \b
+    cvkit run RECIPE              train, validate, test; write a run directory
+    cvkit eval RUN_DIR            re-evaluate a run or checkpoint
+    cvkit predict CKPT INPUT      predict classes of images into a CSV file
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
     cvkit plugins                 installed plugins and load errors
@@ -261,20 +264,24 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
     Reports the model's trainable parameter count. Schedules are built for one step per
     epoch here; a run uses its real number of steps.
     """
-    from cvkit.build import build_components, trainable_parameters
+    from cvkit.build import build_components, build_dataset, trainable_parameters
+    from cvkit.loaders import check_order
 
     registry = _registry()
     resolved = load_recipe(recipe, overrides, registry)
-    built = build_components(resolved, registry, steps_per_epoch=1)
+    dataset = build_dataset(resolved, registry)
+    built = build_components(resolved, registry, dataset, steps_per_epoch=1)
+    check_order(built.train_augment, "augment.train")
+    check_order(built.eval_augment, "augment.eval")
     params = trainable_parameters(built.model)
     if as_json:
         _echo_json(
             {
                 "recipe": recipe_data(resolved),
                 "params": params,
-                "num_classes": built.dataset.num_classes,
-                "in_channels": built.dataset.in_channels,
-                "splits": list(built.dataset.splits),
+                "num_classes": dataset.num_classes,
+                "in_channels": dataset.in_channels,
+                "splits": list(dataset.splits),
             }
         )
     else:
@@ -282,6 +289,122 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
         click.echo(f"{resolved.model.key}: {params:,} trainable parameters")
         click.echo(f"ok: {recipe} is valid and every component builds")
     _warn_problems(registry)
+
+
+def _echo_metrics(evaluation: dict[str, Any]) -> None:
+    for split in ("val", "test"):
+        metrics = evaluation.get(split)
+        if metrics:
+            click.echo(
+                f"{split} accuracy: {metrics['top1']:.2%}  (top-5 {metrics['top5']:.2%}, loss {metrics['loss']:.4f}, "
+                f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['samples']} images)"
+            )
+
+
+@cli.command("run")
+@click.argument("recipe", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe value (repeatable).",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the run to exactly this directory (absent or empty).",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="RUN_DIR",
+    help="Continue an interrupted run from its checkpoints/last.pt.",
+)
+@click.option(
+    "--force", is_flag=True, help="With --resume: accept --set values that change the run's recipe."
+)
+def run_command(
+    recipe: Path | None,
+    overrides: tuple[str, ...],
+    output: Path | None,
+    resume_dir: Path | None,
+    force: bool,
+) -> None:
+    """Train RECIPE: validate every epoch, evaluate on the test split, write a run directory.
+
+    \b
+    The run directory, <output_dir>/<experiment>/<time>-<id>/, holds recipe.toml (resolved),
+    env.json, run.log, metrics.jsonl, tensorboard/, checkpoints/{last,best}.pt and eval.json.
+    Ctrl-C saves last.pt and prints the command that resumes it.
+    """
+    from cvkit.run import resume, train
+
+    if (recipe is None) == (resume_dir is None):
+        raise click.UsageError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
+    if resume_dir is not None and output is not None:
+        raise click.UsageError(
+            "--output cannot be combined with --resume (the run keeps its directory)"
+        )
+    if force and resume_dir is None:
+        raise click.UsageError("--force only applies to --resume")
+    if resume_dir is not None:
+        result = resume(resume_dir, overrides=overrides, force=force, registry=_registry())
+    else:
+        result = train(recipe, overrides=overrides, output=output, registry=_registry())
+    click.echo(f"run: {result.run_dir}")
+    _echo_metrics(result.evaluation)
+
+
+@cli.command("eval")
+@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|CHECKPOINT")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override the checkpoint's recipe, e.g. data.dataset.root=... (repeatable).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
+def eval_command(source: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits."""
+    from cvkit.inference import evaluate
+
+    result = evaluate(source, overrides=overrides, registry=_registry())
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})")
+        _echo_metrics(result)
+
+
+@cli.command("predict")
+@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|RUN_DIR")
+@click.argument("inputs", type=click.Path(path_type=Path), metavar="INPUT")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="CSV file to write.",
+)
+@click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def predict_command(
+    checkpoint: Path, inputs: Path, out: Path, probs: bool, overwrite: bool
+) -> None:
+    """Predict classes of INPUT, writing CSV rows id,label (+ probabilities with --probs).
+
+    INPUT is a folder of images, a .npy or .pt array of uint8 images, or a pickle holding an
+    array or a dict with 'data' (N x 3072 or N x H x W x C uint8) and 'ids', such as
+    cifar_test_nolabel.pkl. Images are resized to the size the model was trained at.
+    """
+    from cvkit.inference import predict
+
+    count = predict(
+        checkpoint, inputs, out, probabilities=probs, overwrite=overwrite, registry=_registry()
+    )
+    click.echo(f"wrote {count} predictions to {out}")
 
 
 def main() -> None:

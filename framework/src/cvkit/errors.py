@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 
 class CvkitError(Exception):
-    """Bad input from the user (recipe, command line, installed plugins)."""
+    """Bad input from the user (recipe, command line, installed plugins).
+
+    The CLI exits with ``exit_code`` (2 unless a subclass says otherwise).
+    """
+
+    exit_code = 2
 
     def lines(self) -> list[str]:
         """The problems, one line each, as printed by the CLI."""

@@ -250,7 +250,7 @@ class Validator:
                 if param.required:
                     self.problem(sub, f"missing required parameter of {owner} ({param.type_name})")
                 else:
-                    values[param.name] = copy.deepcopy(param.default)
+                    values[param.name] = self._default(param, sub)
                 continue
             before = len(self.problems)
             value = self.value(raw[param.name], param.annotation, sub)
@@ -261,6 +261,14 @@ class Validator:
                     self.problem(sub, str(error) or f"invalid value {value!r}")
             values[param.name] = value
         return values
+
+    def _default(self, param: Parameter, key: str) -> Any:
+        """The default, normalised like a recipe value (component tables become specs) when
+        it validates; a default that does not match its own annotation is kept as it is."""
+        default = copy.deepcopy(param.default)
+        trial = Validator(self.lookup, self.locate)
+        value = trial.value(default, param.annotation, key)
+        return default if trial.problems else value
 
     def component(self, raw: Any, kind: str, key: str) -> ComponentSpec | None:
         """A :class:`ComponentSpec` of ``kind`` from a table with ``name`` (or a bare name)."""

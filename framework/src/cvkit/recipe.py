@@ -46,6 +46,15 @@ def _device(_: Any, attribute: Any, value: str) -> None:
         raise ValueError(f"{attribute.name} must be auto, cpu, cuda, cuda:N or mps, got {value!r}")
 
 
+def _optional(validator: Any) -> Any:
+    return attrs.validators.optional(validator)
+
+
+def _open_unit(_: Any, attribute: Any, value: float) -> None:
+    if not 0.0 < value < 1.0:
+        raise ValueError(f"{attribute.name} must be in (0, 1), got {value}")
+
+
 def _val_split(_: Any, attribute: Any, value: float) -> None:
     if isinstance(value, int) and value < 0:
         raise ValueError(f"{attribute.name} as a count of images must be >= 0, got {value}")
@@ -76,18 +85,62 @@ class Experiment:
 
 @attrs.frozen(kw_only=True)
 class Data:
-    """``[data]``: the dataset and how it is batched and split.
+    """``[data]``: the dataset and how it is cached, split and batched.
 
     Args:
         dataset: the dataset component table.
         batch_size: training batch size (images per optimizer step).
+        eval_batch_size: batch size for validation, test and prediction (default: 2 x batch_size).
         val_split: validation images held out of the training split: a fraction in [0, 1)
             or a count; 0 for none.
+        split_seed: seed of the train/validation split, separate from experiment.seed so that
+            changing the training seed keeps the same validation images.
+        drop_last: drop the last incomplete training batch of each epoch.
+        workers: DataLoader worker processes for per-sample augmentations (0: in the main process).
+        cache: keep decoded splits as uint8 tensors in cache_dir, so files are decoded once.
+        cache_dir: where cached tensors go (default: $CVKIT_HOME/tensors).
     """
 
     dataset: DatasetSpec
     batch_size: int = attrs.field(default=128, validator=attrs.validators.ge(1))
+    eval_batch_size: int | None = attrs.field(
+        default=None, validator=_optional(attrs.validators.ge(1))
+    )
     val_split: int | float = attrs.field(default=0.1, validator=_val_split)
+    split_seed: int = 0
+    drop_last: bool = True
+    workers: int = attrs.field(default=2, validator=attrs.validators.ge(0))
+    cache: bool = True
+    cache_dir: Path | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Trainer:
+    """``[trainer]``: how the training loop runs.
+
+    Args:
+        clip_grad_norm: clip the global gradient norm to this value before each step (none: off).
+        clip_grad_value: clip every gradient element to [-value, value] (none: off).
+        channels_last: keep the model and batches in channels-last memory format.
+        compile: compile the model with torch.compile.
+        ema_decay: keep an exponential moving average of the weights with this decay and
+            evaluate with it (none: off); e.g. 0.999.
+        eval_weights: weights for the final evaluation: 'best' (the checkpoint callback's best
+            checkpoint, when there is one) or 'last'.
+        deterministic: ask torch for deterministic algorithms (slower on GPU).
+    """
+
+    clip_grad_norm: float | None = attrs.field(
+        default=None, validator=_optional(attrs.validators.gt(0))
+    )
+    clip_grad_value: float | None = attrs.field(
+        default=None, validator=_optional(attrs.validators.gt(0))
+    )
+    channels_last: bool = False
+    compile: bool = False
+    ema_decay: float | None = attrs.field(default=None, validator=_optional(_open_unit))
+    eval_weights: Literal["best", "last"] = "best"
+    deterministic: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -115,7 +168,9 @@ class Recipe:
         loss: the loss component table.
         scheduler: the learning-rate schedule table, or none for a constant rate.
         augment: training and evaluation augmentations.
-        callbacks: callback component tables.
+        trainer: gradient clipping, EMA, channels-last, compile, final evaluation weights.
+        callbacks: callback component tables; the default list is progress, metrics_jsonl,
+            tensorboard and checkpoint, and a recipe that sets callbacks replaces it.
     """
 
     experiment: Experiment
@@ -125,7 +180,14 @@ class Recipe:
     loss: LossSpec
     scheduler: SchedulerSpec | None = None
     augment: Augment = attrs.field(factory=Augment)
-    callbacks: list[CallbackSpec] = attrs.field(factory=list)
+    trainer: Trainer = attrs.field(factory=Trainer)
+    callbacks: list[CallbackSpec] = attrs.field(
+        factory=lambda: [{"name": name} for name in DEFAULT_CALLBACKS]
+    )
+
+
+DEFAULT_CALLBACKS = ("progress", "metrics_jsonl", "tensorboard", "checkpoint")
+"""The callbacks of a recipe that does not list its own (registered by the built-in plugin)."""
 
 
 @attrs.frozen
@@ -206,6 +268,21 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
+def parse_recipe_text(text: str, source: str) -> RawRecipe:
+    """The data of one recipe's TOML ``text`` (``extends`` is left in), ``source`` naming it."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        match = re.search(r"\(at line (\d+), column \d+\)", message)
+        where = f"{source}:{match[1]}" if match else source
+        raise RecipeError([f"{where}: invalid TOML: {message}"]) from None
+    lines = key_lines(text)
+    return RawRecipe(
+        data, {key: Location(source, lines.get(key)) for key in _flat_keys(data)}, source
+    )
+
+
 def read_recipe(path: str | Path, _chain: Sequence[Path] = ()) -> RawRecipe:
     """The data of ``path`` merged over the recipes it extends (paths relative to each file)."""
     resolved = Path(path).resolve()
@@ -219,28 +296,18 @@ def read_recipe(path: str | Path, _chain: Sequence[Path] = ()) -> RawRecipe:
         raise RecipeError([f"{shown}: recipe file not found"]) from None
     except (OSError, UnicodeDecodeError) as error:
         raise RecipeError([f"{shown}: cannot read recipe: {error}"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        message = str(error)
-        match = re.search(r"\(at line (\d+), column \d+\)", message)
-        where = f"{shown}:{match[1]}" if match else shown
-        raise RecipeError([f"{where}: invalid TOML: {message}"]) from None
-    lines = key_lines(text)
-    origins = {key: Location(shown, lines.get(key)) for key in _flat_keys(data)}
-    parent = data.pop("extends", None)
+    raw = parse_recipe_text(text, shown)
+    parent = raw.data.pop("extends", None)
     if parent is None:
-        return RawRecipe(data, origins, shown)
+        return raw
+    where = raw.origins.pop("extends")
     if not isinstance(parent, str):
-        raise RecipeError(
-            [f"{Location(shown, lines.get('extends'))}: extends: expected a path string"]
-        )
+        raise RecipeError([f"{where}: extends: expected a path string"])
     target = resolved.parent / parent
     if not target.is_file():
-        line = Location(shown, lines.get("extends"))
-        raise RecipeError([f"{line}: extends: recipe file not found: {_display(target)}"])
+        raise RecipeError([f"{where}: extends: recipe file not found: {_display(target)}"])
     base = read_recipe(target, [*_chain, resolved])
-    return RawRecipe(_deep_merge(base.data, data), base.origins | origins, shown)
+    return RawRecipe(_deep_merge(base.data, raw.data), base.origins | raw.origins, shown)
 
 
 _KEY_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")

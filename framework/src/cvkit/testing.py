@@ -311,7 +311,7 @@ def check_loss(factory: Callable[..., nn.Module], *, max_examples: int = 15) -> 
 def check_augmentation(
     factory: Callable[..., nn.Module], *, channels: int = 3, max_examples: int = 20
 ) -> None:
-    """Augmentation contract on (images, targets) batches.
+    """Augmentation contract on (images, targets) batches (or on single images if ``per_sample``).
 
     Images of any size from ``min_size`` up (default 1). Batch size and channels kept,
     spatial size kept unless ``changes_size``; image dtype
@@ -319,6 +319,10 @@ def check_augmentation(
     sum to 1 (label mass preserved); hard labels become soft only if ``soft_targets``. The
     same seed gives the same output (randomness comes from torch's global generator).
     """
+
+    if getattr(factory(), "per_sample", False):
+        _check_per_sample_augmentation(factory, channels=channels, max_examples=max_examples)
+        return
 
     @_settings(max_examples)
     @given(data=st.data())
@@ -363,6 +367,39 @@ def check_augmentation(
         torch.manual_seed(1)
         again, again_labels = augmentation(images.clone(), labels.clone())
         assert torch.equal(again, out) and torch.equal(again_labels, out_labels), (
+            f"{what}: not reproducible from the same seed"
+        )
+
+    run()
+
+
+def _check_per_sample_augmentation(
+    factory: Callable[..., nn.Module], *, channels: int, max_examples: int
+) -> None:
+    """Per-sample contract: one uint8 (C, H, W) image in, one uint8 image with C channels out,
+    reproducible from the same seed."""
+
+    @_settings(max_examples)
+    @given(size=st.sampled_from((8, 16, 32)), seed=st.integers(0, 2**16))
+    def run(size: int, seed: int) -> None:
+        augmentation = factory()
+        image = torch.randint(
+            0,
+            256,
+            (channels, size, size),
+            dtype=torch.uint8,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        torch.manual_seed(seed)
+        out = augmentation(image.clone())
+        what = f"per-sample augmentation on {tuple(image.shape)}"
+        assert out.dtype == torch.uint8 and out.ndim == 3 and out.shape[0] == channels, (
+            f"{what}: returned {out.dtype} {tuple(out.shape)}"
+        )
+        if not getattr(augmentation, "changes_size", False):
+            assert out.shape == image.shape, f"{what}: size changed to {tuple(out.shape)}"
+        torch.manual_seed(seed)
+        assert torch.equal(augmentation(image.clone()), out), (
             f"{what}: not reproducible from the same seed"
         )
 

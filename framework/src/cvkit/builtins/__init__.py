@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from cvkit import hookimpl
-from cvkit.builtins import augmentations, datasets, losses, models, optimizers, schedulers
+from cvkit.builtins import (
+    augmentations,
+    callbacks,
+    datasets,
+    losses,
+    models,
+    optimizers,
+    schedulers,
+)
 from cvkit.hookspecs import Register
 
 
@@ -65,4 +73,31 @@ def register_augmentations(register: Register) -> None:
         "normalize",
         augmentations.Normalize,
         examples=[{"preset": "cifar10"}, {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}],
+    )
+    register("cutout", augmentations.Cutout, examples=[{}, {"size": 3, "p": 0.5, "fill": 0.5}])
+    register(
+        "resize",
+        augmentations.Resize,
+        examples=[{"size": 12}, {"size": [7, 5], "antialias": False}],
+    )
+    register(
+        "torchvision",
+        augmentations.TorchvisionTransform,
+        examples=[
+            {"transform": "RandAugment", "kwargs": {"num_ops": 2, "magnitude": 9}},
+            {"transform": "RandomResizedCrop", "kwargs": {"size": [6, 6], "scale": [0.5, 1.0]}},
+        ],
+    )
+
+
+@hookimpl
+def register_callbacks(register: Register) -> None:
+    register("progress", callbacks.Progress)
+    register("metrics_jsonl", callbacks.MetricsJSONL)
+    register("tensorboard", callbacks.TensorBoard)
+    register(
+        "checkpoint", callbacks.Checkpoint, examples=[{}, {"monitor": "val/loss", "mode": "min"}]
+    )
+    register(
+        "early_stopping", callbacks.EarlyStopping, examples=[{}, {"patience": 3, "min_delta": 0.01}]
     )

@@ -1,15 +1,17 @@
-"""Built-in batch augmentations: random crop with padding, horizontal flip, normalization.
+"""Built-in augmentations: random crop with padding, flip, normalization, cutout, resize,
+and an adapter running any torchvision.transforms.v2 transform per sample.
 
-All run on whole batches on the images' device, with an independent draw per sample.
+The batch augmentations run on whole batches on the images' device, with an independent
+draw per sample.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
 from cvkit.augment import BatchAugmentation
@@ -120,3 +122,93 @@ class Normalize(BatchAugmentation):
                 f"normalize has {len(self.mean)} channel values, images have {images.shape[1]}"
             )
         return TF.normalize(images, self.mean, self.std), targets
+
+
+class Cutout(BatchAugmentation):
+    """Cutout (DeVries & Taylor, 2017): blank a size x size square at a random centre per image.
+
+    The centre is uniform over the image, so the square may be cut off at the border, as in
+    the paper. Input and output (N, C, H, W), same dtype; targets unchanged.
+
+    Args:
+        size: side of the square in pixels.
+        p: probability of applying it to each image.
+        fill: value written into the square, in the images' units (0 is black before normalize,
+            the mean after it).
+    """
+
+    def __init__(self, size: int = 16, p: float = 1.0, fill: float = 0.0) -> None:
+        super().__init__()
+        if size < 1 or not 0.0 <= p <= 1.0:
+            raise ValueError(f"size={size} must be >= 1 and p={p} in [0, 1]")
+        self.size, self.p, self.fill = size, p, fill
+
+    def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        n, _, h, w = images.shape
+        device = images.device
+        top = torch.randint(0, h, (n, 1, 1), device=device) - self.size // 2
+        left = torch.randint(0, w, (n, 1, 1), device=device) - self.size // 2
+        rows = torch.arange(h, device=device)[None, :, None]
+        cols = torch.arange(w, device=device)[None, None, :]
+        inside = (
+            (rows >= top) & (rows < top + self.size) & (cols >= left) & (cols < left + self.size)
+        )
+        apply = (torch.rand(n, 1, 1, device=device) < self.p) & inside  # (N, H, W)
+        return images.masked_fill(apply[:, None], self.fill), targets
+
+
+class Resize(BatchAugmentation):
+    """Resize the whole batch to a fixed size (bilinear, antialiased when shrinking).
+
+    Input (N, C, H, W) float, output (N, C, height, width), same dtype; targets unchanged.
+
+    Args:
+        size: target size: an int for square images, or [height, width].
+        antialias: low-pass filter when downsampling, as PIL does.
+    """
+
+    changes_size = True
+
+    def __init__(self, size: int | list[int] = 224, antialias: bool = True) -> None:
+        super().__init__()
+        size = [size, size] if isinstance(size, int) else list(size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"size={size} must be a positive int or [height, width]")
+        self.size, self.antialias = size, antialias
+
+    def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        if list(images.shape[-2:]) == self.size:
+            return images, targets
+        return TF.resize(images, self.size, antialias=self.antialias), targets
+
+
+class TorchvisionTransform(nn.Module):
+    """Any torchvision.transforms.v2 transform, applied to each image in DataLoader workers.
+
+    For operations that only exist per image (RandAugment, AutoAugment, ColorJitter on
+    uint8, ...). It receives and returns one uint8 image (C, H, W); it must come before the
+    batch augmentations in augment.train, and the images it returns must all have one size.
+
+    Args:
+        transform: class name in torchvision.transforms.v2, e.g. 'RandAugment'.
+        kwargs: the transform's arguments, e.g. { num_ops = 2, magnitude = 9 }.
+    """
+
+    per_sample = True
+    changes_size = True
+
+    def __init__(self, transform: str, kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        from torchvision.transforms import v2
+
+        cls = getattr(v2, transform, None)
+        if not (isinstance(cls, type) and issubclass(cls, v2.Transform)):
+            raise ValueError(f"torchvision.transforms.v2 has no transform {transform!r}")
+        try:
+            self.transform = cls(**(kwargs or {}))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{transform}({kwargs or {}}): {error}") from error
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(C, H, W) uint8 -> (C, H', W') uint8."""
+        return self.transform(image)

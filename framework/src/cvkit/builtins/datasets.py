@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.data import ImageTensors
 from cvkit.errors import DatasetError
+from cvkit.images import decode_image_file
 from cvkit.paths import dataset_dir
 
 
@@ -42,6 +41,10 @@ class TorchvisionCIFAR:
         self.num_classes = 100 if issubclass(source, CIFAR100) else 10
         if not download and not self._present():
             raise DatasetError(self._missing("files not found and download = false"))
+
+    def fingerprint(self) -> str:
+        """The resolved data directory (the default one depends on CVKIT_HOME)."""
+        return str(self.root.resolve())
 
     def _expected_files(self) -> list[str]:
         names = [name for name, _ in self.source.train_list + self.source.test_list]
@@ -142,6 +145,18 @@ class ImageFolder:
                 )
         self.num_classes = len(self.classes)
 
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of every file, so an edited folder is re-read."""
+        digest = hashlib.sha256()
+        for split, root in self.roots.items():
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    stat = path.stat()
+                    digest.update(
+                        f"{split}/{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode()
+                    )
+        return digest.hexdigest()
+
     @staticmethod
     def _classes(folder: Path) -> list[str]:
         if not folder.is_dir():
@@ -152,16 +167,10 @@ class ImageFolder:
             raise DatasetError(f"imagefolder: {error}") from error
 
     def _decode(self, path: str) -> torch.Tensor:
-        """One file as uint8 (channels, H, W), resized if asked (antialiased bilinear)."""
         try:
-            with Image.open(path) as image:
-                pixels = np.asarray(image.convert("RGB" if self.in_channels == 3 else "L"))
-        except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-            raise DatasetError(f"imagefolder: cannot decode {path}: {error}") from error
-        tensor = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
-        if self.image_size is not None and list(tensor.shape[1:]) != self.image_size:
-            tensor = TF.resize(tensor, self.image_size, antialias=True)
-        return tensor
+            return decode_image_file(path, self.in_channels, self.image_size)
+        except DatasetError as error:
+            raise DatasetError(f"imagefolder: {error}") from error
 
     def load(self, split: str) -> ImageTensors:
         """Every image of ``split`` as uint8 (N, channels, H, W), decoded on ``workers`` threads."""
@@ -228,6 +237,7 @@ class SyntheticImages:
             raise ValueError(
                 "num_classes, image_size, channels, train_size must be >= 1; test_size, noise >= 0"
             )
+        self.cacheable = False  # generating is as fast as reading a cache file
         self.num_classes, self.image_size, self.in_channels = num_classes, image_size, channels
         self.sizes = {"train": train_size} | ({"test": test_size} if test_size else {})
         self.splits = tuple(self.sizes)

@@ -1,0 +1,217 @@
+"""``cvkit eval`` and ``cvkit predict``: models rebuilt from checkpoints, which carry their recipe."""
+
+from __future__ import annotations
+
+import csv
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from cvkit.build import build_dataset, build_model, resolve_device
+from cvkit.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from cvkit.data_cache import load_split
+from cvkit.errors import CvkitError, DatasetError
+from cvkit.images import as_image_batch, decode_image_file, resize
+from cvkit.loaders import BatchLoader, split_train_val
+from cvkit.metrics import evaluate_model
+from cvkit.plugins import default_registry
+from cvkit.precision import AUTOCAST_DTYPES, autocast
+from cvkit.recipe import Recipe, apply_override, parse_recipe_text, validate_recipe
+from cvkit.registry import Registry
+
+
+def checkpoint_path(source: Path, prefer: str = "best") -> Path:
+    """``source`` itself, or for a run directory its best.pt (else last.pt)."""
+    if not source.is_dir():
+        return source
+    folder = source / "checkpoints"
+    for name in (f"{prefer}.pt", "last.pt", "best.pt"):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{source}: no checkpoints/best.pt or checkpoints/last.pt")
+
+
+def checkpoint_recipe(
+    checkpoint: dict[str, Any], path: Path, overrides: Sequence[str], registry: Registry
+) -> Recipe:
+    """The recipe stored in ``checkpoint``, with ``overrides`` applied."""
+    raw = parse_recipe_text(checkpoint["recipe"], f"{path} (recipe)")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_recipe(raw, registry)
+
+
+def model_from_checkpoint(
+    checkpoint: dict[str, Any], path: Path, recipe: Recipe, registry: Registry
+) -> nn.Module:
+    """The recipe's model with the checkpoint's weights (its EMA weights, when it kept an EMA)."""
+    model = build_model(
+        recipe,
+        registry,
+        num_classes=len(checkpoint["classes"]),
+        in_channels=checkpoint["in_channels"],
+    )
+    weights = checkpoint["model"]
+    if checkpoint.get("ema") is not None:
+        weights = {
+            k.removeprefix("module."): v
+            for k, v in checkpoint["ema"].items()
+            if k.startswith("module.")
+        }
+    load_model_weights(model, weights, path)
+    return model
+
+
+def evaluate(
+    source: Path, *, overrides: Sequence[str] = (), registry: Registry | None = None
+) -> dict[str, Any]:
+    """Metrics of the checkpoint (or run directory) ``source`` on its recipe's validation and
+    test splits; ``overrides`` may point it at other data (``data.dataset.root=...``)."""
+    registry = registry or default_registry()
+    path = checkpoint_path(source)
+    checkpoint = load_checkpoint(path)
+    recipe = checkpoint_recipe(checkpoint, path, overrides, registry)
+    data = recipe.data
+    dataset = build_dataset(recipe, registry)
+    if dataset.num_classes != len(checkpoint["classes"]):
+        raise CheckpointError(
+            f"{path}: the model has {len(checkpoint['classes'])} classes, the dataset {dataset.num_classes}"
+        )
+    device = resolve_device(recipe.experiment.device)
+    model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device)
+    augment = [registry.build(spec) for spec in recipe.augment.eval]
+    _, val_data = split_train_val(
+        load_split(dataset, data.dataset, "train", cache=data.cache, cache_dir=data.cache_dir),
+        data.val_split,
+        data.split_seed,
+    )
+    splits = {"val": val_data}
+    if "test" in dataset.splits:
+        splits["test"] = load_split(
+            dataset, data.dataset, "test", cache=data.cache, cache_dir=data.cache_dir
+        )
+    result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint.get("epoch")}
+    for name, split in splits.items():
+        if split is None:
+            result[name] = None
+            continue
+        loader = BatchLoader(
+            split,
+            batch_size=data.eval_batch_size or 2 * data.batch_size,
+            device=device,
+            augmentations=augment,
+            workers=data.workers,
+            key="augment.eval",
+        )
+        result[name] = evaluate_model(
+            model, loader, loader.classes, device, AUTOCAST_DTYPES[recipe.experiment.precision]
+        )
+    return result
+
+
+def read_inputs(path: Path, channels: int) -> tuple[torch.Tensor | list[torch.Tensor], list[str]]:
+    """Images to predict and their ids, from an image folder, a .npy/.pt array or a pickle.
+
+    A folder gives one image per file (ids: paths relative to it); an array gives ids
+    0..N-1; a pickle holds an array or a dict with ``data`` and optional ``ids`` (keys as
+    str or bytes, as in ``cifar_test_nolabel.pkl``).
+    """
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+        )
+        if not files:
+            raise DatasetError(f"{path}: no image files ({', '.join(IMG_EXTENSIONS)})")
+        return [decode_image_file(f, channels) for f in files], [
+            str(f.relative_to(path)) for f in files
+        ]
+    if not path.is_file():
+        raise DatasetError(f"input not found: {path}")
+    suffix = path.suffix.lower()
+    ids: list[str] | None = None
+    if suffix == ".npy":
+        array: Any = np.load(path, allow_pickle=False)
+    elif suffix == ".pt":
+        array = torch.load(path, map_location="cpu", weights_only=True)
+    elif suffix in (".pkl", ".pickle"):
+        with path.open("rb") as stream:
+            array = pickle.load(stream, encoding="bytes")  # the user's own file: trusted as such
+    else:
+        raise DatasetError(f"{path}: expected an image folder, .npy, .pt or .pkl file")
+    if isinstance(array, dict):
+        table = {k.decode() if isinstance(k, bytes) else str(k): v for k, v in array.items()}
+        if "data" not in table:
+            raise DatasetError(f"{path}: a dict input needs a 'data' key (has {', '.join(table)})")
+        if "ids" in table:
+            ids = [
+                i.decode() if isinstance(i, bytes) else str(i)
+                for i in np.asarray(table["ids"]).tolist()
+            ]
+        array = table["data"]
+    images = as_image_batch(array, channels, str(path))
+    ids = ids if ids is not None else [str(i) for i in range(images.shape[0])]
+    if len(ids) != images.shape[0]:
+        raise DatasetError(f"{path}: {len(ids)} ids for {images.shape[0]} images")
+    return images, ids
+
+
+@torch.no_grad()
+def predict(
+    source: Path,
+    inputs: Path,
+    out: Path,
+    *,
+    probabilities: bool = False,
+    overwrite: bool = False,
+    batch_size: int = 256,
+    registry: Registry | None = None,
+) -> int:
+    """Write ``id,label`` (and one probability column per class) for every input image to
+    ``out``; returns the number of rows. Images are resized to the training size if needed."""
+    if out.exists() and not overwrite:
+        raise CvkitError(f"--out {out} exists; pass --overwrite to replace it")
+    registry = registry or default_registry()
+    path = checkpoint_path(source)
+    checkpoint = load_checkpoint(path)
+    recipe = checkpoint_recipe(checkpoint, path, (), registry)
+    device = resolve_device(recipe.experiment.device)
+    model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device).eval()
+    augment = [registry.build(spec).to(device) for spec in recipe.augment.eval]
+    if any(getattr(a, "per_sample", False) for a in augment):
+        raise CvkitError(
+            "predict applies batch augmentations only; augment.eval has a per-sample one"
+        )
+    size, classes = checkpoint["image_size"], checkpoint["classes"]
+    images, ids = read_inputs(inputs, checkpoint["in_channels"])
+    images = (
+        torch.stack([resize(image, size) for image in images])
+        if isinstance(images, list)
+        else resize(images, size)
+    )
+    dtype = AUTOCAST_DTYPES[recipe.experiment.precision]
+    rows = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start : start + batch_size].to(device).float().div_(255)
+        labels = torch.zeros(batch.shape[0], dtype=torch.int64, device=device)
+        for augmentation in augment:
+            batch, labels = augmentation(batch, labels)
+        with autocast(device, dtype):
+            logits = model(batch)
+        rows.append(logits.float().softmax(1).cpu())
+    probs = torch.cat(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(
+            ["id", "label", *(f"p_{c}" for c in classes)] if probabilities else ["id", "label"]
+        )
+        for image_id, p in zip(ids, probs, strict=True):
+            row = [image_id, classes[int(p.argmax())]]
+            writer.writerow(row + [f"{float(v):.6f}" for v in p] if probabilities else row)
+    return len(ids)

@@ -1,0 +1,389 @@
+"""The training loop: one explicit loop, callbacks at documented events, exact resume.
+
+Per batch the loop does what a hand-written one does (forward under autocast, loss,
+backward, optional clipping, optimizer and scheduler step, optional EMA update) plus two
+tensor additions for the running loss and accuracy, which stay on the device: nothing
+synchronises with the device except the finite-loss check every ``check_every`` batches
+and the end of each epoch.
+
+State seen by callbacks: ``epoch`` (epochs completed), ``batch`` (batches done in the
+current epoch), ``step`` (optimizer steps in all), ``epochs``, ``steps_per_epoch``,
+``metrics`` (the last finished epoch's, plus ``train/*`` of the epoch in progress after it
+ends), ``history`` (every epoch's metrics), ``model``, ``optimizer``, ``scheduler``,
+``ema``, ``run_dir``, ``recipe``, ``should_stop`` (set it to end after this epoch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cvkit import __version__
+from cvkit.checkpoint import FORMAT, load_model_weights, rng_state, set_rng_state
+from cvkit.errors import CvkitError
+from cvkit.loaders import BatchLoader
+from cvkit.metrics import evaluate_model
+from cvkit.precision import AUTOCAST_DTYPES, autocast
+
+log = logging.getLogger("cvkit")
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first SIGINT into a flag (the returned callable reads it); a second one raises."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        log.warning("interrupted: stopping after this batch (press Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class NonFiniteLossError(CvkitError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class Trainer:
+    """Trains ``model`` on ``train_loader`` for ``epochs``, validating on ``val_loader``.
+
+    ``precision``: 'fp32', 'bf16' or 'fp16' (autocast; fp16 adds gradient scaling).
+    ``metadata`` is stored in every checkpoint (recipe text, classes, input shape).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: nn.Module,
+        train_loader: BatchLoader,
+        epochs: int,
+        device: torch.device,
+        val_loader: BatchLoader | None = None,
+        scheduler: Any = None,
+        callbacks: Sequence[Any] = (),
+        precision: str = "fp32",
+        clip_grad_norm: float | None = None,
+        clip_grad_value: float | None = None,
+        ema_decay: float | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
+        run_dir: Path | None = None,
+        recipe: Any = None,
+        metadata: dict[str, Any] | None = None,
+        check_every: int = 100,
+    ) -> None:
+        self.device = device
+        self.model = model.to(
+            device, memory_format=torch.channels_last if channels_last else torch.preserve_format
+        )
+        self.forward = torch.compile(self.model) if compile else self.model
+        self.optimizer, self.scheduler, self.loss = optimizer, scheduler, loss.to(device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.epochs, self.steps_per_epoch = epochs, len(train_loader)
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
+        self.requires_closure = bool(getattr(optimizer, "requires_closure", False))
+        if self.requires_closure and self.scaler is not None:
+            raise CvkitError(
+                f"{type(optimizer).__name__} steps with a closure, which fp16 gradient scaling cannot"
+            )
+        self.interval = getattr(scheduler, "interval", "step") if scheduler is not None else None
+        self.ema = (
+            AveragedModel(
+                self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True
+            )
+            if ema_decay
+            else None
+        )
+        self.callbacks = sorted(callbacks, key=lambda c: getattr(c, "priority", 0))
+        self.run_dir, self.recipe = run_dir, recipe
+        self.metadata = dict(metadata or {})
+        self.check_every = check_every
+        self.epoch = self.batch = self.step = 0
+        self.metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.should_stop = False
+        self.resumed = False
+        self._loader_state = train_loader.state_dict()
+        self._interrupted: Callable[[], bool] = lambda: False
+        self._reset_running()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train until ``epochs`` are done or a callback sets ``should_stop``.
+
+        A first Ctrl-C finishes the current batch and then raises KeyboardInterrupt (so a
+        checkpoint taken then resumes exactly); a second one interrupts at once.
+        """
+        try:
+            with _deferred_interrupt() as interrupted:
+                self._interrupted = interrupted
+                self._emit("on_fit_start")
+                while self.epoch < self.epochs and not self.should_stop:
+                    self._train_epoch()
+                    self._validate()
+                    self.epoch += 1
+                    self.batch = 0
+                    self._loader_state = self.train_loader.state_dict()
+                    self.history.append({"epoch": self.epoch, "step": self.step, **self.metrics})
+                    self._reset_running()
+                    self._emit("on_epoch_end")
+        except BaseException as error:
+            self._emit_exception(error)
+            raise
+        self._emit("on_fit_end")
+
+    def _train_epoch(self) -> None:
+        self.model.train()
+        if self.batch == 0:
+            self._emit("on_epoch_start")
+        self._epoch_started = time.perf_counter()
+        self._seen_at_start = self._seen
+        for images, targets in self.train_loader.epoch(start=self.batch):
+            self._train_step(images, targets)
+            self.batch += 1
+            self.step += 1
+            if self.interval == "step":
+                self.scheduler.step()
+            if self.batch % self.check_every == 0:
+                self.check_finite()
+            self._emit("on_batch_end")
+            if self._interrupted():
+                raise KeyboardInterrupt
+        if self.interval == "epoch":
+            self.scheduler.step()
+        self.check_finite()
+        self.metrics = {**self.running_metrics(), **self._throughput()}
+
+    def _train_step(self, images: Tensor, targets: Tensor) -> None:
+        with self._autocast():
+            logits = self.forward(images)
+            loss = self.loss(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self._clip(unscale=True)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self._clip(unscale=False)
+            if self.requires_closure:
+                self.optimizer.step(lambda: self._closure(images, targets))
+            else:
+                self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        with torch.no_grad():
+            hard = targets.argmax(1) if targets.ndim == 2 else targets
+            self._loss_sum += loss.detach().float() * targets.shape[0]
+            self._correct += (logits.argmax(1) == hard).sum()
+            self._seen += targets.shape[0]
+
+    def _closure(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Loss and gradients again, at the optimizer's perturbed weights (SAM's second pass)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss = self.loss(self.forward(images), targets)
+        loss.backward()
+        return loss
+
+    def _clip(self, *, unscale: bool) -> None:
+        if self.clip_grad_norm is None and self.clip_grad_value is None:
+            return
+        if unscale:
+            self.scaler.unscale_(self.optimizer)
+        parameters = [
+            p
+            for group in self.optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm)
+        if self.clip_grad_value is not None:
+            nn.utils.clip_grad_value_(parameters, self.clip_grad_value)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.autocast_dtype)
+
+    def _validate(self) -> None:
+        if self.val_loader is None:
+            return
+        result = self.evaluate(self.val_loader)
+        self.metrics |= {
+            "val/loss": result["loss"],
+            "val/acc": result["top1"],
+            "val/top5": result["top5"],
+        }
+        self._emit("on_validation_end")
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluation_model(self) -> nn.Module:
+        """The model evaluation uses: the EMA of the weights when there is one."""
+        return self.ema.module if self.ema is not None else self.forward
+
+    def evaluate(self, loader: BatchLoader) -> dict[str, Any]:
+        """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.metrics`)."""
+        return evaluate_model(
+            self.evaluation_model(), loader, loader.classes, self.device, self.autocast_dtype
+        )
+
+    # -- running metrics -------------------------------------------------------------------
+
+    def _reset_running(self) -> None:
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._seen = 0
+
+    def running_metrics(self) -> dict[str, float]:
+        """Mean loss and accuracy of the current epoch so far (synchronises with the device)."""
+        seen = max(self._seen, 1)
+        return {"train/loss": float(self._loss_sum) / seen, "train/acc": int(self._correct) / seen}
+
+    def _throughput(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self._epoch_started
+        images = self._seen - self._seen_at_start
+        return {
+            "lr": self.lr,
+            "epoch_seconds": seconds,
+            "images_per_second": images / seconds if seconds else 0.0,
+        }
+
+    def metric_names(self) -> list[str]:
+        """The keys ``metrics`` will have after an epoch."""
+        names = ["train/loss", "train/acc", "lr", "epoch_seconds", "images_per_second"]
+        return names + (["val/loss", "val/acc", "val/top5"] if self.val_loader is not None else [])
+
+    @property
+    def lr(self) -> float:
+        """The first parameter group's current learning rate."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if the running loss is NaN or infinite."""
+        value = float(self._loss_sum)
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); "
+                "stopped, the last good checkpoint is kept. Lower the learning rate, clip gradients "
+                "([trainer] clip_grad_norm) or use fp32"
+            )
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def _emit(self, event: str) -> None:
+        for callback in self.callbacks:
+            try:
+                getattr(callback, event)(self)
+            except Exception as error:
+                error.add_note(f"in callback {type(callback).__name__}.{event}")
+                raise
+
+    def _emit_exception(self, error: BaseException) -> None:
+        for callback in self.callbacks:
+            try:
+                callback.on_exception(self, error)
+            except Exception as inner:  # one failing handler must not hide the original error
+                log.error(
+                    "callback %s.on_exception failed: %s: %s",
+                    type(callback).__name__,
+                    type(inner).__name__,
+                    inner,
+                )
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def running_loss_is_finite(self) -> bool:
+        """Whether the weights are still trustworthy (no NaN/inf loss so far this epoch)."""
+        return math.isfinite(float(self._loss_sum))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, plus ``metadata`` (a checkpoint's content)."""
+        return {
+            "format": FORMAT,
+            "cvkit_version": __version__,
+            **self.metadata,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "loader": self._loader_state,
+            "callbacks": [
+                {"name": type(c).__name__, "state": c.state_dict()} for c in self.callbacks
+            ],
+            "rng": rng_state(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "running": {
+                "loss_sum": float(self._loss_sum),
+                "correct": int(self._correct),
+                "seen": self._seen,
+            },
+            "metrics": dict(self.metrics),
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`, so that :meth:`fit` continues where it stopped."""
+        load_model_weights(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, part in (
+            ("scheduler", self.scheduler),
+            ("scaler", self.scaler),
+            ("ema", self.ema),
+        ):
+            if (part is None) != (state[name] is None):
+                raise CvkitError(
+                    f"{source}: the checkpoint {'has' if state[name] is not None else 'lacks'} "
+                    f"{name} state but this run {'does not use' if part is None else 'uses'} one"
+                )
+            if part is not None:
+                part.load_state_dict(state[name])
+        saved = state["callbacks"]
+        if [c["name"] for c in saved] != [type(c).__name__ for c in self.callbacks]:
+            raise CvkitError(
+                f"{source}: the checkpoint's callbacks {[c['name'] for c in saved]} differ from "
+                f"this run's {[type(c).__name__ for c in self.callbacks]}"
+            )
+        for callback, entry in zip(self.callbacks, saved, strict=True):
+            callback.load_state_dict(entry["state"])
+        self._loader_state = state["loader"]
+        self.train_loader.load_state_dict(self._loader_state)
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        running = state["running"]
+        self._loss_sum = torch.tensor(running["loss_sum"], device=self.device)
+        self._correct = torch.tensor(running["correct"], device=self.device)
+        self._seen = running["seen"]
+        self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
+        set_rng_state(state["rng"])
+        self.resumed = True
