@@ -78,3 +78,58 @@ def make_distribution(
     lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
     (info / "entry_points.txt").write_text(f"[cvkit]\n{lines}")
     return site
+
+
+TINY_RECIPE = """
+[experiment]
+name = "tiny"
+seed = 0
+epochs = 3
+output_dir = "{runs}"
+
+[data]
+dataset = {{ name = "synthetic", num_classes = 4, image_size = 8, train_size = 96, test_size = 32, noise = 0.3 }}
+batch_size = 16
+val_split = 16
+workers = 0
+
+[model]
+name = "simple_cnn"
+widths = [8, 16]
+
+[optimizer]
+name = "sgd"
+lr = 0.05
+momentum = 0.9
+
+[scheduler]
+name = "cosine"
+
+[loss]
+name = "cross_entropy"
+
+[[augment.train]]
+name = "random_crop"
+padding = 1
+
+[[augment.train]]
+name = "hflip"
+
+[[augment.train]]
+name = "normalize"
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+
+[[augment.eval]]
+name = "normalize"
+mean = [0.5, 0.5, 0.5]
+std = [0.25, 0.25, 0.25]
+"""
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path) -> Path:
+    """A recipe that trains a tiny CNN on 96 synthetic 8x8 images for 3 epochs (about a second)."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_RECIPE.format(runs=(tmp_path / "runs").as_posix()))
+    return path

@@ -192,3 +192,59 @@ def test_simple_cnn_places_attention_after_each_stage_and_accepts_any_size() -> 
         assert model.eval()(torch.rand(2, 1, size, size)).shape == (2, 7)
     with pytest.raises(ValueError, match="widths"):
         SimpleCNN(10, 3, widths=[])
+
+
+def test_cutout_blanks_one_square_per_image_possibly_cut_by_the_border() -> None:
+    from cvkit.builtins.augmentations import Cutout
+
+    torch.manual_seed(0)
+    images = torch.ones(500, 3, 10, 10)
+    out, _ = Cutout(size=4)(images, torch.zeros(500, dtype=torch.long))
+    blank = out[:, 0] == 0
+    assert torch.equal(blank[:, None].expand_as(out), out == 0)  # all channels together
+    areas = blank.flatten(1).sum(1)
+    assert (
+        areas.max() == 16 and areas.min() >= 4 and (areas < 16).any()
+    )  # squares clipped at the border
+    rows, cols = blank.any(2), blank.any(1)
+    assert torch.equal(areas, rows.sum(1) * cols.sum(1))  # each blank region is one rectangle
+    assert torch.equal(Cutout(size=4, p=0.0)(images, None)[0], images)
+
+
+def test_resize_changes_the_batch_size_on_both_axes() -> None:
+    from cvkit.builtins.augmentations import Resize
+
+    images = torch.rand(2, 3, 8, 6)
+    out, _ = Resize(size=[16, 12])(images, None)
+    assert out.shape == (2, 3, 16, 12)
+    assert Resize(size=8)(images, None)[0].shape == (2, 3, 8, 8)
+    assert Resize(size=[8, 6])(images, None)[0] is images
+    with pytest.raises(ValueError, match="size"):
+        Resize(size=[1, 2, 3])
+
+
+def test_torchvision_adapter_builds_any_v2_transform_and_rejects_unknown_ones() -> None:
+    from cvkit.builtins.augmentations import TorchvisionTransform
+
+    flip = TorchvisionTransform("RandomHorizontalFlip", {"p": 1.0})
+    image = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4)
+    assert torch.equal(flip(image), image.flip(-1))
+    with pytest.raises(ValueError, match="has no transform 'RandAugmnet'"):
+        TorchvisionTransform("RandAugmnet")
+    with pytest.raises(ValueError, match="RandAugment"):
+        TorchvisionTransform("RandAugment", {"bogus": 1})
+
+
+def test_digits_split_is_stratified_seeded_and_complete() -> None:
+    from cvkit_digits import Digits
+
+    train, test = Digits().load("train"), Digits().load("test")
+    assert len(train) + len(test) == 1797 and train.images.shape[1:] == (1, 8, 8)
+    assert int(train.images.max()) == 255 and train.classes == tuple("0123456789")
+    shares = torch.bincount(test.labels, minlength=10) / (
+        torch.bincount(test.labels, minlength=10) + torch.bincount(train.labels, minlength=10)
+    )
+    assert torch.allclose(shares, torch.full((10,), 0.2), atol=0.01)
+    assert not torch.equal(Digits(seed=1).load("test").labels, test.labels)
+    with pytest.raises(ValueError, match="test_fraction"):
+        Digits(test_fraction=1.0)

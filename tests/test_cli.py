@@ -107,7 +107,9 @@ def test_check_prints_the_resolved_recipe_and_parameter_count(run_cli, registry)
 
     recipe = load_recipe(RECIPES / "quickstart.toml", registry=registry)
     dataset = build_dataset(recipe, registry)
-    model = build_model(recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels)
+    model = build_model(
+        recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels
+    )
     expected = trainable_parameters(model)
     result = run_cli("check", str(RECIPES / "quickstart.toml"))
     assert result.exit_code == 0, result.output
@@ -136,4 +138,8 @@ def test_check_json_has_params_and_recipe(run_cli) -> None:
         "gate": "sigmoid",
     }
     assert isinstance(data["params"], int) and data["params"] > 0
-    assert data["num_classes"] == 10 and data["in_channels"] == 1 and data["splits"] == ["train", "test"]
+    assert (
+        data["num_classes"] == 10
+        and data["in_channels"] == 1
+        and data["splits"] == ["train", "test"]
+    )

@@ -8,17 +8,18 @@ import shlex
 import pytest
 
 from cvkit.params import parameters_of
-from cvkit.recipe import Data, Experiment, Recipe, load_recipe
+from cvkit.recipe import Data, Experiment, Recipe, Trainer, load_recipe
 
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
 RECIPES_DOC = (ROOT / "docs" / "recipes.md").read_text()
+RUNNING_DOC = (ROOT / "docs" / "running.md").read_text()
 PLUGIN_READMES = sorted((ROOT / "plugins").glob("*/README.md"))
 TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.parametrize("section", [Experiment, Data])
+@pytest.mark.parametrize("section", [Experiment, Data, Trainer])
 def test_recipe_reference_documents_every_key(section) -> None:
     for parameter in parameters_of(section):
         assert f"| `{parameter.name}` |" in RECIPES_DOC, parameter.name
@@ -63,3 +64,16 @@ def test_plugin_readme_has_paper_registrations_parameters_and_a_valid_recipe(
     path = tmp_path / "example.toml"
     path.write_text(recipes[0])
     load_recipe(path, registry=registry)
+
+
+def test_running_guide_documents_every_builtin_callback_and_its_parameters(registry) -> None:
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in RUNNING_DOC.splitlines()
+        if line.startswith("| `")
+    }
+    for component in registry.components("callback"):
+        if component.plugin == "cvkit":
+            row = rows[f"`{component.name}`"]
+            for parameter in component.params:
+                assert f"`{parameter.name} = " in row, (component.key, parameter.name)

@@ -181,6 +181,9 @@ class BatchLoader:
             batch_sampler=items,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(
+                seed
+            ),  # else it draws from the global generator
         )
         for indices, images in zip(batches, loader, strict=True):
             yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]

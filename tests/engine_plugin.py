@@ -1,0 +1,84 @@
+"""Callbacks for the engine's fault tests, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
+
+They act at a chosen (epoch, batch): poison the learning rate, send SIGINT or SIGKILL to
+the process. Each fires once; ``marker`` files make that hold across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from cvkit import hookimpl
+from cvkit.callbacks import Callback
+
+
+class _AtBatch(Callback):
+    def __init__(self, epoch: int = 2, batch: int = 2, marker: str = "") -> None:
+        self.epoch, self.batch, self.marker = epoch, batch, marker
+        self.fired = False
+
+    def on_batch_end(self, trainer: Any) -> None:
+        if self.fired or (trainer.epoch + 1, trainer.batch) != (self.epoch, self.batch):
+            return
+        if self.marker and Path(self.marker).exists():
+            return
+        self.fired = True
+        if self.marker:
+            Path(self.marker).touch()
+        self.act(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fired": self.fired}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.fired = state["fired"]
+
+
+class PoisonLR(_AtBatch):
+    """Set the learning rate to infinity at (epoch, batch): the loss turns NaN.
+
+    Args:
+        epoch: 1-based epoch.
+        batch: batches done in that epoch.
+        marker: file created when it fires; it does not fire if the file exists.
+    """
+
+    def act(self, trainer: Any) -> None:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = float("inf")
+
+
+class Interrupt(_AtBatch):
+    """Send SIGINT to this process at (epoch, batch), as Ctrl-C would.
+
+    Args:
+        epoch: 1-based epoch.
+        batch: batches done in that epoch.
+        marker: file created when it fires; it does not fire if the file exists.
+    """
+
+    def act(self, trainer: Any) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+class Kill(_AtBatch):
+    """SIGKILL this process at (epoch, batch): no handler runs, nothing is saved.
+
+    Args:
+        epoch: 1-based epoch.
+        batch: batches done in that epoch.
+        marker: file created when it fires; it does not fire if the file exists.
+    """
+
+    def act(self, trainer: Any) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@hookimpl
+def register_callbacks(register):
+    register("poison_lr", PoisonLR)
+    register("interrupt", Interrupt)
+    register("kill", Kill)

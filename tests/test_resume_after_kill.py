@@ -1,0 +1,58 @@
+"""A run killed with SIGKILL mid-epoch and resumed ends exactly like an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_cvkit
+from cvkit.checkpoint import load_checkpoint
+from test_run import run_summary
+
+CALLBACKS = (
+    'callbacks=[{{ name = "kill", epoch = 2, batch = 3, marker = "{marker}" }}, {{ name = "metrics_jsonl" }}, '
+    '{{ name = "tensorboard" }}, {{ name = "checkpoint" }}]'
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    tiny_recipe: Path, tmp_path: Path
+) -> None:
+    env = {"CVKIT_PLUGINS": "engine_plugin", "PYTHONPATH": str(ROOT / "tests")}
+    never = tmp_path / "never-kill"
+    never.touch()  # the marker exists already: this run is not killed
+    whole = run_cvkit(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(tmp_path / "whole"),
+        "--set",
+        CALLBACKS.format(marker=never.as_posix()),
+        env=env,
+    )
+    assert whole.returncode == 0, whole.stderr
+
+    marker = tmp_path / "killed"
+    cut = tmp_path / "cut"
+    killed = run_cvkit(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(cut),
+        "--set",
+        CALLBACKS.format(marker=marker.as_posix()),
+        env=env,
+    )
+    assert killed.returncode == -signal.SIGKILL and marker.exists()
+    assert (
+        load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 1
+    )  # epoch 2 was cut part-way
+    assert not (cut / "eval.json").exists()
+
+    resumed = run_cvkit("run", "--resume", str(cut), env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "test accuracy:" in resumed.stdout
+    assert run_summary(cut) == run_summary(tmp_path / "whole")

@@ -1,0 +1,340 @@
+"""cvkit run end to end: the run directory, eval, predict, faults (NaN, Ctrl-C, existing output)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import engine_plugin
+from cvkit.checkpoint import load_checkpoint
+from cvkit.plugins import load_registry
+from cvkit.recipe import load_recipe
+from cvkit.run import resume, train
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(modules=[engine_plugin])
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, registry):
+    """One finished tiny run, shared by the read-only tests below."""
+    from conftest import TINY_RECIPE
+
+    folder = tmp_path_factory.mktemp("finished")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=(folder / "runs").as_posix()))
+    return train(recipe, registry=registry), recipe
+
+
+def test_a_run_writes_the_full_run_directory(finished, registry) -> None:
+    result, recipe = finished
+    run = result.run_dir
+    assert run.parent == recipe.parent / "runs" / "tiny"
+    for name in (
+        "recipe.toml",
+        "env.json",
+        "run.log",
+        "metrics.jsonl",
+        "eval.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
+        assert (run / name).is_file(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_recipe(run / "recipe.toml", registry=registry) == load_recipe(
+        recipe, registry=registry
+    )
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and env["plugins"]["cvkit"] and env["device"] == "cpu"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/top5", "lr"} <= set(lines[0])
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation == result.evaluation and evaluation["weights"].startswith("best (epoch ")
+    test = evaluation["test"]
+    assert test["samples"] == 32 and len(test["confusion_matrix"]) == 4
+    assert sum(map(sum, test["confusion_matrix"])) == 32
+    assert set(test) >= {
+        "top1",
+        "top5",
+        "loss",
+        "per_class_accuracy",
+        "macro_precision",
+        "macro_recall",
+        "macro_f1",
+    }
+    assert evaluation["val"]["samples"] == 16
+    assert "epoch 3/3" in (run / "run.log").read_text()
+
+
+def test_checkpoints_load_with_weights_only_and_carry_the_recipe(finished) -> None:
+    run = finished[0].run_dir
+    checkpoint = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 3 and checkpoint["batch"] == 0 and checkpoint["step"] == 3 * 5
+    assert checkpoint["classes"] == [f"class_{i}" for i in range(4)] and checkpoint[
+        "image_size"
+    ] == [8, 8]
+    assert checkpoint["recipe"] == (run / "recipe.toml").read_text().split("\n", 1)[1]
+
+
+def test_cvkit_run_prints_the_accuracies(tiny_recipe, run_cli, tmp_path) -> None:
+    result = run_cli(
+        "run", str(tiny_recipe), "--output", str(tmp_path / "out"), "--set", "experiment.epochs=1"
+    )
+    assert result.exit_code == 0, result.output
+    assert f"run: {tmp_path / 'out'}" in result.stdout
+    assert "val accuracy: " in result.stdout and "test accuracy: " in result.stdout
+
+
+def test_an_existing_output_directory_is_never_overwritten(tiny_recipe, run_cli, tmp_path) -> None:
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run_cli("run", str(tiny_recipe), "--output", str(out))
+    assert result.exit_code == 2 and "already exists and is not empty" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (
+        out / "keep.txt"
+    ).read_text() == "precious"
+
+
+def test_eval_reproduces_eval_json(finished, run_cli) -> None:
+    run = finished[0].run_dir
+    result = run_cli("eval", str(run), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    expected = json.loads((run / "eval.json").read_text())
+    assert data["checkpoint"].endswith("best.pt")
+    for split in ("val", "test"):
+        assert data[split]["top1"] == expected[split]["top1"]
+        assert data[split]["confusion_matrix"] == expected[split]["confusion_matrix"]
+
+
+def test_eval_of_a_checkpoint_that_does_not_fit_the_model_names_keys_and_shapes(
+    finished, run_cli
+) -> None:
+    run = finished[0].run_dir
+    result = run_cli("eval", str(run / "checkpoints" / "last.pt"), "--set", "model.widths=[8, 12]")
+    assert result.exit_code == 2
+    assert (
+        "weights do not fit SimpleCNN" in result.stderr
+        and "shape differs: classifier.weight (4, 16) vs (4, 12)" in result.stderr
+    )
+    other = run_cli("eval", str(run), "--set", "model.widths=[8]")
+    assert other.exit_code == 2
+    assert (
+        "unexpected: features.4.weight, features.5.bias" in other.stderr
+        and "(6 in all)" in other.stderr
+    )
+
+
+def test_predict_writes_labels_and_probabilities(finished, tmp_path) -> None:
+    from cvkit.builtins.datasets import SyntheticImages
+    from cvkit.inference import predict
+
+    run = finished[0].run_dir
+    test = SyntheticImages(
+        num_classes=4, image_size=8, train_size=96, test_size=32, noise=0.3
+    ).load("test")
+    cifar_rows = test.images.flatten(1).numpy()  # (N, 3*8*8), channel-major as in CIFAR's pickles
+    with (tmp_path / "test.pkl").open("wb") as stream:
+        pickle.dump({b"data": cifar_rows, b"ids": [f"x{i}".encode() for i in range(32)]}, stream)
+    np.save(tmp_path / "nhwc.npy", test.images.permute(0, 2, 3, 1).numpy())
+    torch.save(test.images, tmp_path / "nchw.pt")
+    outputs = {}
+    for name in ("test.pkl", "nhwc.npy", "nchw.pt"):
+        out = tmp_path / f"{name}.csv"
+        assert predict(run, tmp_path / name, out, probabilities=True) == 32
+        outputs[name] = list(csv.DictReader(out.open()))
+    rows = outputs["test.pkl"]
+    assert [r["id"] for r in rows] == [f"x{i}" for i in range(32)]
+    assert all(abs(sum(float(r[f"p_class_{k}"]) for k in range(4)) - 1) < 1e-4 for r in rows)
+    labels = [r["label"] for r in rows]
+    assert (
+        labels
+        == [r["label"] for r in outputs["nhwc.npy"]]
+        == [r["label"] for r in outputs["nchw.pt"]]
+    )
+    accuracy = np.mean(
+        [label == f"class_{int(y)}" for label, y in zip(labels, test.labels, strict=True)]
+    )
+    assert accuracy == pytest.approx(json.loads((run / "eval.json").read_text())["test"]["top1"])
+
+
+def test_predict_on_an_image_folder_resizes_to_the_training_size(
+    finished, tmp_path, run_cli
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "images" / "nested"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((20, 30, 3), 60 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "folder.csv"
+    result = run_cli(
+        "predict", str(finished[0].run_dir), str(tmp_path / "images"), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert [row[0] for row in csv.reader(out.open())] == [
+        "id",
+        "nested/0.png",
+        "nested/1.png",
+        "nested/2.png",
+    ]
+    again = run_cli(
+        "predict", str(finished[0].run_dir), str(tmp_path / "images"), "--out", str(out)
+    )
+    assert again.exit_code == 2 and "--overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (np.zeros((2, 5), dtype=np.uint8), "rows of 5 values are not square 3-channel images"),
+        (np.zeros((2, 8, 8, 3), dtype=np.float32), "expected uint8 images"),
+        (np.zeros((2, 4, 8, 8), dtype=np.uint8), "cannot read shape (2, 4, 8, 8)"),
+    ],
+)
+def test_predict_explains_unreadable_arrays(finished, tmp_path, run_cli, content, message) -> None:
+    np.save(tmp_path / "bad.npy", content)
+    result = run_cli(
+        "predict",
+        str(finished[0].run_dir),
+        str(tmp_path / "bad.npy"),
+        "--out",
+        str(tmp_path / "o.csv"),
+    )
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tiny_recipe, run_cli, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CVKIT_PLUGINS", "engine_plugin")
+    out = tmp_path / "nan"
+    result = run_cli(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(out),
+        "--set",
+        'callbacks=[{name = "poison_lr", epoch = 2, batch = 1}, { name = "checkpoint" }]',
+    )
+    assert result.exit_code == 3, result.output
+    assert (
+        "training loss became nan in epoch 2" in result.stderr and "Traceback" not in result.stderr
+    )
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values())
+    assert "training loss became nan" in (out / "run.log").read_text()
+    assert not (out / "eval.json").exists()
+
+
+def run_summary(run: Path) -> dict:
+    """What must match between an uninterrupted and an interrupted-and-resumed run."""
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    drop = {"time", "epoch_seconds", "images_per_second"}
+    return {
+        "metrics": [{k: v for k, v in line.items() if k not in drop} for line in lines],
+        "eval": json.loads((run / "eval.json").read_text()),
+        "weights": {
+            k: v.tolist()
+            for k, v in load_checkpoint(run / "checkpoints" / "last.pt")["model"].items()
+        },
+    }
+
+
+def test_ctrl_c_saves_last_pt_and_the_resumed_run_ends_as_an_uninterrupted_one(
+    tiny_recipe, registry, tmp_path
+) -> None:
+    from cvkit.run import RunInterrupted
+
+    callbacks = '[{ name = "interrupt", epoch = 2, batch = 3 }, { name = "metrics_jsonl" }, { name = "checkpoint" }]'
+    whole = train(
+        tiny_recipe,
+        overrides=[f"callbacks={callbacks}", "callbacks[0].epoch=9"],
+        output=tmp_path / "whole",
+        registry=registry,
+    )
+    with pytest.raises(
+        RunInterrupted, match=f"resume with: cvkit run --resume {tmp_path / 'cut'}"
+    ) as error:
+        train(
+            tiny_recipe,
+            overrides=[f"callbacks={callbacks}"],
+            output=tmp_path / "cut",
+            registry=registry,
+        )
+    assert error.value.exit_code == 130
+    saved = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert (saved["epoch"], saved["batch"]) == (1, 3)
+    with pytest.raises(Exception, match="changes callbacks"):
+        resume(tmp_path / "cut", overrides=["callbacks[0].epoch=9"], registry=registry)
+    resumed = resume(tmp_path / "cut", registry=registry)
+    cut, full = run_summary(resumed.run_dir), run_summary(whole.run_dir)
+    assert cut["metrics"] == full["metrics"]
+    assert cut["weights"] == full["weights"]
+    assert cut["eval"] == full["eval"]
+    assert "resumes" in json.loads((tmp_path / "cut" / "env.json").read_text())
+
+
+def test_resuming_a_finished_run_is_refused(finished, registry) -> None:
+    with pytest.raises(Exception, match="already finished its 3 epochs"):
+        resume(finished[0].run_dir, registry=registry)
+
+
+def test_run_usage_errors(run_cli, tiny_recipe, tmp_path) -> None:
+    assert run_cli("run").exit_code == 2
+    assert run_cli("run", str(tiny_recipe), "--resume", str(tmp_path)).exit_code == 2
+    result = run_cli("run", "--resume", str(tmp_path))
+    assert result.exit_code == 2 and "not a run directory" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        ("corrupt", "cannot decode image"),
+        ("empty", "Couldn't find any class folder"),
+        ("classless", "Found no valid file for the classes"),
+    ],
+)
+def test_bad_image_folders_are_named(run_cli, tiny_recipe, tmp_path, make, message) -> None:
+    from PIL import Image
+
+    root = tmp_path / "data"
+    root.mkdir()
+    if make == "corrupt":
+        for label in ("a", "b"):
+            (root / label).mkdir()
+            for i in range(12):
+                Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(
+                    root / label / f"{i}.png"
+                )
+        (root / "b" / "bad.png").write_bytes(b"\x89PNG broken")
+    elif make == "classless":
+        (root / "a").mkdir()
+    result = run_cli(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(tmp_path / "out"),
+        "--set",
+        f'data.dataset={{ name = "imagefolder", root = "{root}" }}',
+        "--set",
+        "data.cache=false",
+    )
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    if make == "corrupt":
+        assert str(root / "b" / "bad.png") in result.stderr

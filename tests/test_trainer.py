@@ -1,0 +1,232 @@
+"""The training loop: events, precision, clipping, closures, schedulers, EMA, compile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cvkit.builtins.augmentations import Normalize
+from cvkit.builtins.datasets import SyntheticImages
+from cvkit.builtins.models import SimpleCNN
+from cvkit.callbacks import EVENTS, Callback
+from cvkit.errors import CvkitError
+from cvkit.loaders import BatchLoader, split_train_val
+from cvkit.trainer import NonFiniteLossError, Trainer
+
+CPU = torch.device("cpu")
+
+
+def make_trainer(*, epochs: int = 2, optimizer=None, **kwargs) -> Trainer:
+    torch.manual_seed(0)
+    data = SyntheticImages(num_classes=3, image_size=8, train_size=72, test_size=0, noise=0.2).load(
+        "train"
+    )
+    train, val = split_train_val(data, 24, seed=0)
+    normalize = [Normalize(mean=[0.5] * 3, std=[0.25] * 3)]
+    model = SimpleCNN(3, 3, widths=[8, 16])
+    optimizer = (optimizer or (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)))(
+        model.parameters()
+    )
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        loss=nn.CrossEntropyLoss(),
+        train_loader=BatchLoader(
+            train, batch_size=16, device=CPU, augmentations=normalize, shuffle=True, drop_last=True
+        ),
+        val_loader=BatchLoader(val, batch_size=32, device=CPU, augmentations=normalize),
+        epochs=epochs,
+        device=CPU,
+        **kwargs,
+    )
+
+
+class Recorder(Callback):
+    def __init__(self, name: str = "r", log: list | None = None, priority: int = 0) -> None:
+        self.name, self.log = name, log if log is not None else []
+        self.priority = priority
+
+    def on_fit_start(self, trainer):
+        self.log.append((self.name, "on_fit_start"))
+
+    def on_epoch_start(self, trainer):
+        self.log.append((self.name, "on_epoch_start", trainer.epoch))
+
+    def on_batch_end(self, trainer):
+        self.log.append((self.name, "on_batch_end", trainer.batch))
+
+    def on_validation_end(self, trainer):
+        self.log.append((self.name, "on_validation_end", sorted(trainer.metrics)))
+
+    def on_epoch_end(self, trainer):
+        self.log.append((self.name, "on_epoch_end", trainer.epoch))
+
+    def on_fit_end(self, trainer):
+        self.log.append((self.name, "on_fit_end"))
+
+    def on_exception(self, trainer, error):
+        self.log.append((self.name, "on_exception", type(error).__name__))
+
+
+def test_training_learns_and_events_arrive_in_order() -> None:
+    recorder = Recorder()
+    trainer = make_trainer(callbacks=[recorder], epochs=3)
+    trainer.fit()
+    events = [entry[1] for entry in recorder.log]
+    per_epoch = [
+        "on_epoch_start",
+        "on_batch_end",
+        "on_batch_end",
+        "on_batch_end",
+        "on_validation_end",
+        "on_epoch_end",
+    ]
+    assert events == ["on_fit_start", *per_epoch * 3, "on_fit_end"]
+    assert set(events) | {"on_exception"} == set(EVENTS)
+    assert recorder.log[-2] == ("r", "on_epoch_end", 3) and trainer.step == 9
+    assert [h["epoch"] for h in trainer.history] == [1, 2, 3]
+    assert (
+        trainer.history[-1]["val/acc"] > 0.8
+        and trainer.history[-1]["train/loss"] < trainer.history[0]["train/loss"]
+    )
+
+
+def test_callbacks_run_by_priority_keeping_the_recipe_order_for_ties() -> None:
+    log: list = []
+    callbacks = [
+        Recorder("late", log, 100),
+        Recorder("a", log, 0),
+        Recorder("early", log, -5),
+        Recorder("b", log, 0),
+    ]
+    make_trainer(callbacks=callbacks, epochs=1).fit()
+    assert [name for name, *_ in log[:4]] == ["early", "a", "b", "late"]
+
+
+def test_an_error_names_the_callback_and_every_callback_hears_of_it() -> None:
+    class Broken(Callback):
+        def on_epoch_end(self, trainer):
+            raise RuntimeError("disk full")
+
+    recorder = Recorder()
+    trainer = make_trainer(callbacks=[Broken(), recorder], epochs=1)
+    with pytest.raises(RuntimeError, match="disk full") as error:
+        trainer.fit()
+    assert "in callback Broken.on_epoch_end" in error.value.__notes__
+    assert recorder.log[-1] == ("r", "on_exception", "RuntimeError")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(precision: str) -> None:
+    trainer = make_trainer(precision=precision, epochs=2)
+    trainer.fit()
+    assert math.isfinite(trainer.metrics["train/loss"]) and trainer.history[-1]["val/acc"] > 0.5
+    assert (trainer.scaler is not None) == (precision == "fp16")
+
+
+class GradientNorms(torch.optim.SGD):
+    """SGD that records the global gradient norm it is asked to apply."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.norms: list[float] = []
+
+    def step(self, closure=None):
+        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        self.norms.append(
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+        )
+        self.largest = max(float(g.abs().max()) for g in grads)
+        return super().step(closure)
+
+
+def test_gradient_clipping_by_norm_and_by_value() -> None:
+    trainer = make_trainer(
+        optimizer=lambda p: GradientNorms(p, lr=0.05), clip_grad_norm=0.01, epochs=1
+    )
+    trainer.fit()
+    assert max(trainer.optimizer.norms) <= 0.01 + 1e-6
+    trainer = make_trainer(
+        optimizer=lambda p: GradientNorms(p, lr=0.05), clip_grad_value=1e-4, epochs=1
+    )
+    trainer.fit()
+    assert trainer.optimizer.largest <= 1e-4 + 1e-9
+
+
+class TwoPass(torch.optim.SGD):
+    """A SAM-like optimizer: step(closure) recomputes loss and gradients before stepping."""
+
+    requires_closure = True
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.closure_calls = 0
+
+    def step(self, closure=None):
+        assert closure is not None
+        with torch.enable_grad():
+            closure()
+        self.closure_calls += 1
+        return super().step()
+
+
+def test_an_optimizer_that_needs_a_closure_gets_one_every_step() -> None:
+    trainer = make_trainer(optimizer=lambda p: TwoPass(p, lr=0.05, momentum=0.9), epochs=2)
+    trainer.fit()
+    assert trainer.optimizer.closure_calls == trainer.step == 6
+    assert trainer.history[-1]["val/acc"] > 0.5
+    with pytest.raises(CvkitError, match="closure"):
+        make_trainer(optimizer=lambda p: TwoPass(p, lr=0.05), precision="fp16")
+
+
+def test_schedulers_step_per_batch_or_per_epoch_as_they_declare() -> None:
+    per_step = make_trainer(epochs=2, scheduler=None)
+    per_step.scheduler = torch.optim.lr_scheduler.StepLR(per_step.optimizer, step_size=1, gamma=0.5)
+    per_step.interval = "step"
+    per_step.fit()
+    assert per_step.lr == pytest.approx(0.05 * 0.5**6)
+    per_epoch = make_trainer(epochs=2)
+    per_epoch.scheduler = torch.optim.lr_scheduler.StepLR(
+        per_epoch.optimizer, step_size=1, gamma=0.5
+    )
+    per_epoch.scheduler.interval = "epoch"
+    per_epoch.interval = "epoch"
+    per_epoch.fit()
+    assert per_epoch.lr == pytest.approx(0.05 * 0.5**2)
+
+
+def test_ema_weights_are_kept_and_used_for_evaluation() -> None:
+    trainer = make_trainer(ema_decay=0.9, epochs=2)
+    trainer.fit()
+    assert trainer.evaluation_model() is trainer.ema.module
+    ema_weight = trainer.ema.module.classifier.weight
+    assert not torch.equal(ema_weight, trainer.model.classifier.weight)
+    assert trainer.state_dict()["ema"]["n_averaged"] == 6
+
+
+def test_channels_last_trains() -> None:
+    trainer = make_trainer(channels_last=True, epochs=1)
+    trainer.fit()
+    assert trainer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_a_non_finite_loss_stops_training() -> None:
+    trainer = make_trainer(
+        optimizer=lambda p: torch.optim.SGD(p, lr=float("inf")), epochs=2, check_every=1
+    )
+    with pytest.raises(NonFiniteLossError, match="training loss became nan in epoch 1"):
+        trainer.fit()
+    assert trainer.epoch == 0
+
+
+@pytest.mark.slow
+def test_compiled_model_trains() -> None:
+    trainer = make_trainer(compile=True, epochs=1)
+    trainer.fit()
+    assert math.isfinite(trainer.metrics["train/loss"])
+    assert not any(k.startswith("_orig_mod") for k in trainer.state_dict()["model"])
