@@ -56,7 +56,7 @@ def test_an_epoch_visits_every_image_once_in_a_seeded_order() -> None:
 
 def test_labels_follow_their_images_and_pixels_are_scaled_to_unit_range() -> None:
     for images, labels in BatchLoader(numbered(50), batch_size=16, device=CPU, shuffle=True):
-        assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
+        assert images.dtype == torch.float32 and images.min() >= 0 and images.max() <= 1
         assert labels.tolist() == [i % 5 for i in ids(images)]
 
 

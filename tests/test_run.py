@@ -8,11 +8,11 @@ import json
 import pickle
 from pathlib import Path
 
+import engine_plugin
 import numpy as np
 import pytest
 import torch
 
-import engine_plugin
 from cvkit.checkpoint import load_checkpoint
 from cvkit.plugins import load_registry
 from cvkit.recipe import load_recipe
