@@ -162,6 +162,8 @@ class BatchLoader:
             else torch.arange(self.count)
         )
         seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+        if self.per_sample is None:
+            order = order.to(self.device)  # one transfer per epoch, none per batch
         batches = list(order.split(self.batch_size))[: len(self)]
         for images, labels in self._batches(batches[start:], seed):
             yield self._augment(images, labels)
@@ -169,8 +171,7 @@ class BatchLoader:
 
     def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.per_sample is None:
-            for indices in batches:
-                indices = indices.to(self.device, non_blocking=True)
+            for indices in batches:  # already on the device (see epoch)
                 yield self.images[indices], self.labels[indices]
             return
         items = [

@@ -1,10 +1,10 @@
 """The training loop: one explicit loop, callbacks at documented events, exact resume.
 
 Per batch the loop does what a hand-written one does (forward under autocast, loss,
-backward, optional clipping, optimizer and scheduler step, optional EMA update) plus two
-tensor additions for the running loss and accuracy, which stay on the device: nothing
-synchronises with the device except the finite-loss check every ``check_every`` batches
-and the end of each epoch.
+backward, optional clipping, optimizer and scheduler step, optional EMA update) plus one
+argmax-compare-sum for the running accuracy; the batch's loss and hit count stay on the
+device until a sync point: the finite-loss check every ``check_every`` batches, a
+progress redraw, a checkpoint, or the end of the epoch.
 
 State seen by callbacks: ``epoch`` (epochs completed), ``batch`` (batches done in the
 current epoch), ``step`` (optimizer steps in all), ``epochs``, ``steps_per_epoch``,
@@ -164,6 +164,7 @@ class Trainer:
         if self.batch == 0:
             self._emit("on_epoch_start")
         self._epoch_started = time.perf_counter()
+        self._settle()
         self._seen_at_start = self._seen
         for images, targets in self.train_loader.epoch(start=self.batch):
             self._train_step(images, targets)
@@ -200,11 +201,8 @@ class Trainer:
                 self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        with torch.no_grad():
-            hard = targets.argmax(1) if targets.ndim == 2 else targets
-            self._loss_sum += loss.detach().float() * targets.shape[0]
-            self._correct += (logits.argmax(1) == hard).sum()
-            self._seen += targets.shape[0]
+        hard = targets.argmax(1) if targets.ndim == 2 else targets
+        self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
 
     def _closure(self, images: Tensor, targets: Tensor) -> Tensor:
         """Loss and gradients again, at the optimizer's perturbed weights (SAM's second pass)."""
@@ -259,17 +257,31 @@ class Trainer:
     # -- running metrics -------------------------------------------------------------------
 
     def _reset_running(self) -> None:
-        self._loss_sum = torch.zeros((), device=self.device)
-        self._correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        self._seen = 0
+        self._loss_sum, self._correct, self._seen = 0.0, 0, 0
+        self._pending: list[tuple[Tensor, Tensor, int]] = []
+
+    def _settle(self) -> None:
+        """Fold the batches' device scalars into the epoch sums: one transfer, then float64
+        sums in batch order, so a resumed epoch adds up exactly as an uninterrupted one."""
+        if not self._pending:
+            return
+        losses = torch.stack([loss for loss, _, _ in self._pending]).double().tolist()
+        hits = torch.stack([hit for _, hit, _ in self._pending]).tolist()
+        for loss, hit, (_, _, count) in zip(losses, hits, self._pending, strict=True):
+            self._loss_sum += loss * count
+            self._correct += hit
+            self._seen += count
+        self._pending.clear()
 
     def running_metrics(self) -> dict[str, float]:
         """Mean loss and accuracy of the current epoch so far (synchronises with the device)."""
+        self._settle()
         seen = max(self._seen, 1)
-        return {"train/loss": float(self._loss_sum) / seen, "train/acc": int(self._correct) / seen}
+        return {"train/loss": self._loss_sum / seen, "train/acc": self._correct / seen}
 
     def _throughput(self) -> dict[str, float]:
         seconds = time.perf_counter() - self._epoch_started
+        self._settle()
         images = self._seen - self._seen_at_start
         return {
             "lr": self.lr,
@@ -289,7 +301,8 @@ class Trainer:
 
     def check_finite(self) -> None:
         """Raise NonFiniteLossError if the running loss is NaN or infinite."""
-        value = float(self._loss_sum)
+        self._settle()
+        value = self._loss_sum
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); "
@@ -323,10 +336,12 @@ class Trainer:
 
     def running_loss_is_finite(self) -> bool:
         """Whether the weights are still trustworthy (no NaN/inf loss so far this epoch)."""
-        return math.isfinite(float(self._loss_sum))
+        self._settle()
+        return math.isfinite(self._loss_sum)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, plus ``metadata`` (a checkpoint's content)."""
+        self._settle()
         return {
             "format": FORMAT,
             "cvkit_version": __version__,
@@ -345,8 +360,8 @@ class Trainer:
             "batch": self.batch,
             "step": self.step,
             "running": {
-                "loss_sum": float(self._loss_sum),
-                "correct": int(self._correct),
+                "loss_sum": self._loss_sum,
+                "correct": self._correct,
                 "seen": self._seen,
             },
             "metrics": dict(self.metrics),
@@ -381,9 +396,12 @@ class Trainer:
         self.train_loader.load_state_dict(self._loader_state)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         running = state["running"]
-        self._loss_sum = torch.tensor(running["loss_sum"], device=self.device)
-        self._correct = torch.tensor(running["correct"], device=self.device)
-        self._seen = running["seen"]
+        self._pending = []
+        self._loss_sum, self._correct, self._seen = (
+            running["loss_sum"],
+            running["correct"],
+            running["seen"],
+        )
         self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
         set_rng_state(state["rng"])
         self.resumed = True

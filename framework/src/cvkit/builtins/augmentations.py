@@ -52,21 +52,23 @@ class RandomCrop(BatchAugmentation):
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         if self.padding == 0:
             return images, targets
-        n, _, h, w = images.shape
+        n, c, h, w = images.shape
         p = self.padding
         if min(h, w) < self.min_size:
             raise ValueError(
                 f"reflect padding {p} needs images of {self.min_size}+ pixels, got {h}x{w}"
             )
         value = self.fill if self.padding_mode == "constant" else None
-        padded = F.pad(images, (p, p, p, p), mode=self.padding_mode, value=value)
-        dy = torch.randint(0, 2 * p + 1, (n, 1), device=images.device)
-        dx = torch.randint(0, 2 * p + 1, (n, 1), device=images.device)
-        rows = (dy + torch.arange(h, device=images.device))[:, :, None]  # (N, H, 1)
-        cols = (dx + torch.arange(w, device=images.device))[:, None, :]  # (N, 1, W)
-        batch = torch.arange(n, device=images.device)[:, None, None]
-        # Advanced indexing around the channel slice gives (N, H, W, C).
-        return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous(), targets
+        padded = F.pad(
+            images, (p, p, p, p), mode=self.padding_mode, value=value
+        )  # (N, C, H+2p, W+2p)
+        dy = torch.randint(0, 2 * p + 1, (n, 1, 1), device=images.device)
+        dx = torch.randint(0, 2 * p + 1, (n, 1, 1), device=images.device)
+        rows = dy + torch.arange(h, device=images.device)[:, None]  # (N, H, 1)
+        cols = dx + torch.arange(w, device=images.device)  # (N, 1, W)
+        # One gather over the flattened padded images: no per-offset loop, no device sync.
+        index = (rows * (w + 2 * p) + cols).view(n, 1, h * w).expand(n, c, h * w)
+        return padded.flatten(2).gather(2, index).view(n, c, h, w), targets
 
 
 class HorizontalFlip(BatchAugmentation):

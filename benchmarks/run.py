@@ -1,0 +1,330 @@
+"""cvkit speed benchmarks; prints one JSON object (see benchmarks/README.md).
+
+    python benchmarks/run.py                      # all three, on CUDA when available
+    python benchmarks/run.py --only overhead --trials 9 --out results.json
+
+(a) overhead: cvkit's training throughput / a minimal hand-written loop's, same model,
+    data in memory, batch size, in one process, trials interleaved.
+(b) pipeline: augmented images/s of cvkit's tensor pipeline / torchvision's per-sample
+    transforms (RandomCrop(32, 4) + flip + ToTensor + Normalize) in a 2-worker DataLoader.
+(c) end_to_end: one epoch of recipes/cifar10_small_cnn.toml on ../shared/data/cifar10/train,
+    training images/s / the same model's compute-only throughput.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+from cvkit.builtins.augmentations import (
+    NORMALIZATION_PRESETS,
+    HorizontalFlip,
+    Normalize,
+    RandomCrop,
+)
+from cvkit.builtins.models import SimpleCNN
+from cvkit.data import ImageTensors
+from cvkit.loaders import BatchLoader
+from cvkit.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+MEAN, STD = (list(v) for v in NORMALIZATION_PRESETS["cifar10"])
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cifar_resnet18(num_classes: int = 10) -> nn.Module:
+    """torchvision's ResNet-18 adapted to 32x32 inputs: 3x3 stem, stride 1, no max-pool (11.2M)."""
+    model = torchvision.models.resnet18(num_classes=num_classes)
+    model.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def cifar_like(count: int) -> ImageTensors:
+    """Random uint8 CIFAR-shaped images: speed does not depend on the pixel values."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return ImageTensors(
+        images, torch.randint(0, 10, (count,), generator=generator), tuple(map(str, range(10)))
+    )
+
+
+def hand_written_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: ImageTensors,
+    batch: int,
+    device: torch.device,
+    generator: torch.Generator,
+) -> None:
+    """The reference: what one writes by hand for in-memory data, same work per batch."""
+    images, labels = data.images.to(device), data.labels.to(device)
+    order = torch.randperm(len(data), generator=generator).to(device)
+    model.train()
+    for start in range(0, len(data) - batch + 1, batch):
+        index = order[start : start + batch]
+        x = TF.normalize(images[index].float().div_(255), MEAN, STD)
+        loss = F.cross_entropy(model(x), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def overhead(
+    name: str, make_model: Any, batch: int, steps: int, trials: int, device: torch.device
+) -> dict:
+    """Interleaved trials of the hand-written loop and cvkit's Trainer on the same batches."""
+    data = cifar_like(batch * steps)
+    torch.manual_seed(0)
+    reference = make_model().to(device)
+    reference_opt = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    ours = make_model().to(device)
+    ours_opt = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    loader = BatchLoader(
+        data,
+        batch_size=batch,
+        device=device,
+        shuffle=True,
+        drop_last=True,
+        augmentations=[Normalize(mean=MEAN, std=STD)],
+    )
+
+    def run_reference() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        hand_written_epoch(reference, reference_opt, data, batch, device, generator)
+        synchronize(device)
+        return batch * steps / (time.perf_counter() - start)
+
+    def run_cvkit() -> float:
+        trainer = Trainer(
+            model=ours,
+            optimizer=ours_opt,
+            loss=nn.CrossEntropyLoss(),
+            train_loader=loader,
+            epochs=1,
+            device=device,
+        )
+        synchronize(device)
+        start = time.perf_counter()
+        trainer.fit()
+        synchronize(device)
+        return batch * steps / (time.perf_counter() - start)
+
+    run_reference(), run_cvkit()  # warm-up
+    pairs = []
+    for trial in range(trials):  # alternate which goes first, so drifts affect both alike
+        if trial % 2:
+            cvkit_rate, reference_rate = run_cvkit(), run_reference()
+        else:
+            reference_rate, cvkit_rate = run_reference(), run_cvkit()
+        pairs.append((cvkit_rate, reference_rate))
+    ratios = [c / r for c, r in pairs]
+    return {
+        "model": name,
+        "parameters": sum(p.numel() for p in reference.parameters()),
+        "batch_size": batch,
+        "steps_per_trial": steps,
+        "trials": trials,
+        "cvkit_images_per_second": statistics.median(c for c, _ in pairs),
+        "hand_written_images_per_second": statistics.median(r for _, r in pairs),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+    }
+
+
+class _TorchvisionCIFAR(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def pipeline(count: int, batch: int, device: torch.device) -> dict:
+    """Augmented images/s: cvkit's batched tensor pipeline vs torchvision per-sample + DataLoader."""
+    from torchvision import transforms as T
+
+    data = cifar_like(count)
+    loader = BatchLoader(
+        data,
+        batch_size=batch,
+        device=device,
+        shuffle=True,
+        augmentations=[RandomCrop(padding=4), HorizontalFlip(), Normalize(preset="cifar10")],
+    )
+    for _ in loader:  # warm-up
+        pass
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in loader:
+        pass
+    synchronize(device)
+    ours = count / (time.perf_counter() - start)
+
+    transform = T.Compose(
+        [
+            T.RandomCrop(32, padding=4),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(MEAN, STD),
+        ]
+    )
+    dataset = _TorchvisionCIFAR(
+        data.images.permute(0, 2, 3, 1).numpy(), data.labels.numpy(), transform
+    )
+    reference = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, num_workers=2, pin_memory=device.type == "cuda"
+    )
+    start = time.perf_counter()
+    for images, labels in reference:
+        images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    synchronize(device)
+    theirs = count / (time.perf_counter() - start)
+    return {
+        "images": count,
+        "batch_size": batch,
+        "cvkit_images_per_second": ours,
+        "torchvision_images_per_second": theirs,
+        "ratio": ours / theirs,
+    }
+
+
+def end_to_end(device: torch.device, compute_steps: int) -> dict:
+    """One epoch of the small-CNN recipe on the CIFAR-10 JPEGs vs the model's compute alone."""
+    from cvkit.build import build_model
+    from cvkit.plugins import default_registry
+    from cvkit.recipe import load_recipe
+    from cvkit.run import train
+
+    recipe_path = ROOT / "recipes" / "cifar10_small_cnn.toml"
+    registry = default_registry()
+    device_name = "cuda" if device.type == "cuda" else "cpu"
+    overrides = ["experiment.epochs=1", f"experiment.device={device_name}"]
+    with tempfile.TemporaryDirectory() as folder:
+        result = train(
+            recipe_path, overrides=overrides, output=Path(folder) / "run", registry=registry
+        )
+        metrics = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    recipe = load_recipe(recipe_path, overrides, registry)
+    batch = recipe.data.batch_size
+    torch.manual_seed(0)
+    model = build_model(recipe, registry, num_classes=10, in_channels=3).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def steps(n: int) -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        synchronize(device)
+        return n * batch / (time.perf_counter() - start)
+
+    steps(max(2, compute_steps // 10))  # warm-up
+    compute = steps(compute_steps)
+    return {
+        "recipe": "recipes/cifar10_small_cnn.toml",
+        "epoch_images_per_second": metrics["images_per_second"],
+        "epoch_seconds": metrics["epoch_seconds"],
+        "compute_only_images_per_second": compute,
+        "ratio": metrics["images_per_second"] / compute,
+        "val_acc_after_one_epoch": metrics["val/acc"],
+    }
+
+
+def machine(device: torch.device) -> dict:
+    return {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({platform.processor() or platform.machine()})",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", default="overhead,pipeline,end_to_end", help="comma-separated subset"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument(
+        "--trials", type=int, default=7, help="interleaved trials per overhead measurement"
+    )
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args()
+    device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if args.device == "auto"
+        else torch.device(args.device)
+    )
+    cuda = device.type == "cuda"
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {"machine": machine(device), "command": " ".join(sys.argv)}
+    if "overhead" in only:
+        results["overhead"] = [
+            overhead(
+                "simple_cnn [48, 96, 144]",
+                lambda: SimpleCNN(10, 3, widths=[48, 96, 144]),
+                batch=512 if cuda else 128,
+                steps=50 if cuda else 40,
+                trials=args.trials,
+                device=device,
+            ),
+            overhead(
+                "cifar_resnet18",
+                cifar_resnet18,
+                batch=512 if cuda else 32,
+                steps=30 if cuda else 8,
+                trials=args.trials,
+                device=device,
+            ),
+        ]
+    if "pipeline" in only:
+        results["pipeline"] = pipeline(count=50_000 if cuda else 10_000, batch=128, device=device)
+    if "end_to_end" in only:
+        results["end_to_end"] = end_to_end(device, compute_steps=200 if cuda else 40)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
