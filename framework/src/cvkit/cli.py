@@ -84,6 +84,11 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     ctx.obj = _State(strict_plugins)
 
 
+def _set_option(help: str) -> Any:
+    """The repeatable ``--set KEY=VALUE`` option of the commands that read recipes."""
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
+
+
 def _summary_rows(components: Sequence[Component]) -> None:
     name_width = max(len(c.name) for c in components)
     origin_width = max(len(c.origin) for c in components)
@@ -250,13 +255,7 @@ def plugins_command(as_json: bool) -> None:
 
 @cli.command("check")
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe value (repeatable).",
-)
+@_set_option("Override a recipe value (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print {recipe, params, ...} as JSON.")
 def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate RECIPE, print it resolved, and build every component without training.
@@ -303,13 +302,7 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
 
 @cli.command("run")
 @click.argument("recipe", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a recipe value (repeatable).",
-)
+@_set_option("Override a recipe value (repeatable).")
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
@@ -359,13 +352,7 @@ def run_command(
 
 @cli.command("eval")
 @click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|CHECKPOINT")
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override the checkpoint's recipe, e.g. data.dataset.root=... (repeatable).",
-)
+@_set_option("Override the checkpoint's recipe, e.g. data.dataset.root=... (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
 def eval_command(source: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits."""

@@ -15,10 +15,9 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from cvkit.build import build_dataset, build_model, resolve_device
 from cvkit.checkpoint import CheckpointError, load_checkpoint, load_model_weights
-from cvkit.data_cache import load_split
 from cvkit.errors import CvkitError, DatasetError
 from cvkit.images import as_image_batch, decode_image_file, resize
-from cvkit.loaders import BatchLoader, split_train_val
+from cvkit.loaders import BatchLoader, load_splits
 from cvkit.metrics import evaluate_model
 from cvkit.plugins import default_registry
 from cvkit.precision import AUTOCAST_DTYPES, autocast
@@ -86,16 +85,8 @@ def evaluate(
     device = resolve_device(recipe.experiment.device)
     model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device)
     augment = [registry.build(spec) for spec in recipe.augment.eval]
-    _, val_data = split_train_val(
-        load_split(dataset, data.dataset, "train", cache=data.cache, cache_dir=data.cache_dir),
-        data.val_split,
-        data.split_seed,
-    )
-    splits = {"val": val_data}
-    if "test" in dataset.splits:
-        splits["test"] = load_split(
-            dataset, data.dataset, "test", cache=data.cache, cache_dir=data.cache_dir
-        )
+    loaded = load_splits(data, dataset)
+    splits = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint.get("epoch")}
     for name, split in splits.items():
         if split is None:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -40,6 +41,27 @@ def split_train_val(
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     val, train = order[:count].sort().values, order[count:].sort().values
     return subset(data, train), subset(data, val)
+
+
+@attrs.frozen(eq=False)
+class Splits:
+    """A recipe's data: training images, held-out validation images (or None), test split (or None)."""
+
+    train: ImageTensors
+    val: ImageTensors | None
+    test: ImageTensors | None
+
+
+def load_splits(data: Any, dataset: Any) -> Splits:
+    """The splits of ``dataset`` as recipe section ``data`` ([data]) asks: the training split
+    (through the tensor cache) less ``val_split`` validation images, and the test split."""
+    from cvkit.data_cache import load_split
+
+    def load(split: str) -> ImageTensors:
+        return load_split(dataset, data.dataset, split, cache=data.cache, cache_dir=data.cache_dir)
+
+    train, val = split_train_val(load("train"), data.val_split, data.split_seed)
+    return Splits(train, val, load("test") if "test" in dataset.splits else None)
 
 
 def batches_per_epoch(count: int, batch_size: int, drop_last: bool) -> int:

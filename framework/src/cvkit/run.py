@@ -17,9 +17,8 @@ import torch
 
 from cvkit.build import build_components, build_dataset, resolve_device, trainable_parameters
 from cvkit.checkpoint import load_checkpoint, load_model_weights
-from cvkit.data_cache import load_split
 from cvkit.errors import CvkitError
-from cvkit.loaders import BatchLoader, batches_per_epoch, split_train_val
+from cvkit.loaders import BatchLoader, batches_per_epoch, load_splits
 from cvkit.plugins import default_registry
 from cvkit.recipe import Recipe, dump_recipe, load_recipe, recipe_data
 from cvkit.registry import Registry
@@ -162,15 +161,8 @@ def _train_and_evaluate(
         torch.backends.cudnn.benchmark = True
 
     dataset = build_dataset(recipe, registry)
-    train_all = load_split(
-        dataset, data.dataset, "train", cache=data.cache, cache_dir=data.cache_dir
-    )
-    train_data, val_data = split_train_val(train_all, data.val_split, data.split_seed)
-    test_data = (
-        load_split(dataset, data.dataset, "test", cache=data.cache, cache_dir=data.cache_dir)
-        if "test" in dataset.splits
-        else None
-    )
+    splits = load_splits(data, dataset)
+    train_data, val_data, test_data = splits.train, splits.val, splits.test
     steps = batches_per_epoch(len(train_data), data.batch_size, data.drop_last)
     components = build_components(recipe, registry, dataset, steps_per_epoch=steps)
     common = {"device": device, "channels_last": settings.channels_last}
@@ -220,9 +212,9 @@ def _train_and_evaluate(
         recipe=recipe,
         metadata={
             "recipe": dump_recipe(recipe),
-            "classes": list(train_all.classes),
+            "classes": list(train_data.classes),
             "in_channels": dataset.in_channels,
-            "image_size": list(train_all.images.shape[-2:]),
+            "image_size": list(train_data.images.shape[-2:]),
         },
     )
     if checkpoint is not None:
