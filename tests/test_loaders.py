@@ -130,3 +130,16 @@ def test_per_sample_augmentations_must_come_first() -> None:
 def test_a_split_smaller_than_one_batch_is_an_error_when_dropping_the_last() -> None:
     with pytest.raises(CvkitError, match="fewer than one batch of 64"):
         BatchLoader(numbered(10), batch_size=64, device=CPU, drop_last=True)
+
+
+def test_a_training_subset_is_seeded_and_disjoint_from_validation() -> None:
+    from cvkit.loaders import choose_subset
+
+    data = numbered(50)
+    train, val = split_train_val(data, 10, seed=1)
+    small = choose_subset(train, 15, seed=1)
+    assert len(small) == 15 and torch.equal(small.images, choose_subset(train, 15, seed=1).images)
+    assert not set(small.images[:, 0, 0, 0].tolist()) & set(val.images[:, 0, 0, 0].tolist())
+    assert len(choose_subset(train, 0.5, seed=1)) == 20
+    with pytest.raises(CvkitError, match="more than the 40 training images"):
+        choose_subset(train, 41, seed=1)

@@ -6,11 +6,11 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_run import run_summary
 
 from cvkit.checkpoint import load_checkpoint
 
 from conftest import ROOT, run_cvkit
+from test_run import run_summary
 
 CALLBACKS = (
     'callbacks=[{{ name = "kill", epoch = 2, batch = 3, marker = "{marker}" }}, {{ name = "metrics_jsonl" }}, '

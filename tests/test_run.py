@@ -8,7 +8,6 @@ import json
 import pickle
 from pathlib import Path
 
-import engine_plugin
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,8 @@ from cvkit.checkpoint import load_checkpoint
 from cvkit.plugins import load_registry
 from cvkit.recipe import load_recipe
 from cvkit.run import resume, train
+
+import engine_plugin
 
 
 @pytest.fixture(scope="module")

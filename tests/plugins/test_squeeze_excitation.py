@@ -55,3 +55,19 @@ def test_se_in_a_recipe_model(registry) -> None:
     widths = recipe.model.params["widths"]
     assert [b.fc1.in_channels for b in blocks] == widths
     assert [b.fc1.out_channels for b in blocks] == [w // 8 for w in widths]
+
+
+@pytest.mark.parametrize(("channels", "reduction"), [(64, 16), (48, 4)])
+def test_se_equals_torchvisions_squeeze_excitation_with_the_same_weights(
+    channels: int, reduction: int
+) -> None:
+    from torchvision.ops import SqueezeExcitation as TorchvisionSE
+
+    torch.manual_seed(1)
+    ours = SqueezeExcitation(channels, reduction=reduction).eval()
+    theirs = TorchvisionSE(
+        channels, channels // reduction
+    ).eval()  # ReLU and sigmoid: the paper's block
+    theirs.load_state_dict({k: v for k, v in ours.state_dict().items()})
+    x = torch.randn(3, channels, 5, 4)
+    assert torch.allclose(ours(x), theirs(x), atol=1e-6)

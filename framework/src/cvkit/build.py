@@ -57,6 +57,7 @@ def build_components(
     model = build_model(
         recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels
     )
+    check_parameter_budget(recipe, model)
     optimizer = registry.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
     if getattr(optimizer, "requires_closure", False) and recipe.experiment.precision == "fp16":
         raise CvkitError(
@@ -80,6 +81,18 @@ def build_components(
         eval_augment=[registry.build(spec) for spec in recipe.augment.eval],
         callbacks=[registry.build(spec) for spec in recipe.callbacks],
     )
+
+
+def check_parameter_budget(recipe: Recipe, model: nn.Module) -> None:
+    """Raise if the model has more trainable parameters than its ``max_params``."""
+    budget = recipe.model.params.get("max_params")
+    count = trainable_parameters(model)
+    if budget is not None and count > budget:
+        where = f"{recipe.model.where}: " if recipe.model.where else ""
+        raise CvkitError(
+            f"{where}{recipe.model.key} has {count:,} trainable parameters, more than "
+            f"model.max_params = {budget:,}"
+        )
 
 
 def resolve_device(name: str) -> torch.device:

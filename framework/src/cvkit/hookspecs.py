@@ -60,7 +60,9 @@ def register_models(register: Register) -> None:
     The module maps a float batch (N, in_channels, H, W) to logits (N, num_classes),
     unnormalised (no softmax). A model that only works at some input sizes says so in its
     docstring. Models with an attention slot take a parameter annotated
-    ``AttentionFactory | None`` and call it as ``attention(channels)``.
+    ``AttentionFactory | None`` and call it as ``attention(channels)``. Every model table
+    in a recipe also accepts ``max_params`` (a trainable-parameter budget that ``cvkit
+    check`` and ``cvkit run`` enforce); the factory never receives it.
     """
 
 

@@ -61,7 +61,18 @@ def load_splits(data: Any, dataset: Any) -> Splits:
         return load_split(dataset, data.dataset, split, cache=data.cache, cache_dir=data.cache_dir)
 
     train, val = split_train_val(load("train"), data.val_split, data.split_seed)
+    if data.train_subset is not None:
+        train = choose_subset(train, data.train_subset, data.split_seed)
     return Splits(train, val, load("test") if "test" in dataset.splits else None)
+
+
+def choose_subset(data: ImageTensors, size: int | float, seed: int) -> ImageTensors:
+    """``size`` images (a count, or a fraction) of ``data`` chosen with ``seed``, in their order."""
+    count = size if isinstance(size, int) else max(1, round(size * len(data)))
+    if count > len(data):
+        raise CvkitError(f"data.train_subset = {size} is more than the {len(data)} training images")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + 1))
+    return subset(data, order[:count].sort().values)
 
 
 def batches_per_epoch(count: int, batch_size: int, drop_last: bool) -> int:

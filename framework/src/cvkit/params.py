@@ -58,6 +58,9 @@ def parameters_of(
     ``Args:``/``Attributes:`` section. ``*args``/``**kwargs`` are not parameters.
     """
     docs = parse_arg_docs(inspect.getdoc(factory) or "")
+    if inspect.isclass(factory):  # a subclass may leave its parameters to its bases' docs
+        for base in reversed(factory.__mro__[1:]):
+            docs = parse_arg_docs(inspect.getdoc(base) or "") | docs
     if attrs.has(factory):
         hints = typing.get_type_hints(factory, include_extras=True)
         return tuple(

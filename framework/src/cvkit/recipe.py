@@ -55,6 +55,13 @@ def _open_unit(_: Any, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be in (0, 1), got {value}")
 
 
+def _subset(_: Any, attribute: Any, value: float) -> None:
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"{attribute.name} as a count of images must be >= 1, got {value}")
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(f"{attribute.name} as a fraction must be in (0, 1], got {value}")
+
+
 def _val_split(_: Any, attribute: Any, value: float) -> None:
     if isinstance(value, int) and value < 0:
         raise ValueError(f"{attribute.name} as a count of images must be >= 0, got {value}")
@@ -95,6 +102,8 @@ class Data:
             or a count; 0 for none.
         split_seed: seed of the train/validation split, separate from experiment.seed so that
             changing the training seed keeps the same validation images.
+        train_subset: train on only this many of the remaining training images (a count, or a
+            fraction in (0, 1]), chosen with split_seed; none for all. For quick runs.
         drop_last: drop the last incomplete training batch of each epoch.
         workers: DataLoader worker processes for per-sample augmentations (0: in the main process).
         cache: keep decoded splits as uint8 tensors in cache_dir, so files are decoded once.
@@ -108,6 +117,7 @@ class Data:
     )
     val_split: int | float = attrs.field(default=0.1, validator=_val_split)
     split_seed: int = 0
+    train_subset: int | float | None = attrs.field(default=None, validator=_optional(_subset))
     drop_last: bool = True
     workers: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     cache: bool = True
@@ -298,7 +308,14 @@ def read_recipe(path: str | Path, _chain: Sequence[Path] = ()) -> RawRecipe:
         raise RecipeError([f"{shown}: cannot read recipe: {error}"]) from None
     raw = parse_recipe_text(text, shown)
     parent = raw.data.pop("extends", None)
+    unset = raw.data.pop("unset", None)
     if parent is None:
+        if unset is not None:
+            raise RecipeError(
+                [
+                    f"{raw.origins['unset']}: unset: only a recipe that extends another can unset keys"
+                ]
+            )
         return raw
     where = raw.origins.pop("extends")
     if not isinstance(parent, str):
@@ -307,7 +324,27 @@ def read_recipe(path: str | Path, _chain: Sequence[Path] = ()) -> RawRecipe:
     if not target.is_file():
         raise RecipeError([f"{where}: extends: recipe file not found: {_display(target)}"])
     base = read_recipe(target, [*_chain, resolved])
+    if unset is not None:
+        _unset(base, unset, raw.origins.pop("unset"))
     return RawRecipe(_deep_merge(base.data, raw.data), base.origins | raw.origins, shown)
+
+
+def _unset(base: RawRecipe, keys: Any, where: Location) -> None:
+    """Remove the dotted ``keys`` from the recipe being extended (TOML has no null to set)."""
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise RecipeError(
+            [f'{where}: unset: expected a list of dotted keys, e.g. ["model.attention"]']
+        )
+    for key in keys:
+        path = _parse_key(key)
+        node: Any = base.data
+        for part in (path or [])[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not path or not isinstance(node, dict) or path[-1] not in node:
+            raise RecipeError(
+                [f"{where}: unset: {key} is not a key of the recipes this one extends"]
+            )
+        del node[path[-1]]
 
 
 _KEY_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")

@@ -22,6 +22,19 @@ from cvkit.params import Parameter, Validator, accepted_names, parameters_of, su
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
+COMMON_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
+    "model": (
+        Parameter(
+            "max_params",
+            int | None,
+            None,
+            "parameter budget: building fails if the model has more trainable parameters (none: no limit)",
+            attrs.validators.optional(attrs.validators.ge(1)),
+        ),
+    ),
+}
+"""Recipe parameters every component of a kind accepts; cvkit uses them, the factory never sees them."""
+
 
 @attrs.frozen
 class Component:
@@ -77,8 +90,10 @@ class BoundComponent:
         kwargs = {
             k: v for k, v in kwargs.items() if k not in kind.context or k in self.component.context
         }
+        common = {p.name for p in COMMON_PARAMETERS.get(kind.name, ())}
+        params = {k: v for k, v in self.params.items() if k not in common}
         try:
-            return self.component.factory(*args, **kwargs, **self.params)
+            return self.component.factory(*args, **kwargs, **params)
         except ValueError as error:
             where = f"{self.where}: " if self.where else ""
             raise ComponentBuildError(f"{where}{self.component.key}: {error}") from error
@@ -222,12 +237,19 @@ def _make_component(
         raise TypeError(
             f"{kind.name}/{name}: factory must accept {', '.join(kind.runtime)} (missing {', '.join(missing)})"
         )
+    params = parameters_of(factory, kind.reserved)
+    common = COMMON_PARAMETERS.get(kind.name, ())
+    clash = sorted({p.name for p in params} & {p.name for p in common})
+    if clash:
+        raise TypeError(
+            f"{kind.name}/{name}: parameter {', '.join(clash)} is reserved by cvkit for every {kind.name}"
+        )
     summary, doc = summary_and_doc(factory)
     return Component(
         kind=kind.name,
         name=name,
         factory=factory,
-        params=parameters_of(factory, kind.reserved),
+        params=params + common,
         summary=summary,
         doc=doc,
         plugin=plugin.dist,
