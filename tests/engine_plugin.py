@@ -1,7 +1,9 @@
-"""Callbacks for the engine's fault tests, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
+"""Test components, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
 
-They act at a chosen (epoch, batch): poison the learning rate, send SIGINT or SIGKILL to
-the process. Each fires once; ``marker`` files make that hold across processes.
+Callbacks for the engine's fault tests act at a chosen (epoch, batch): poison the learning
+rate, send SIGINT or SIGKILL to the process. Each fires once; ``marker`` files make that
+hold across processes. ``attention/gate`` is a second attention block with SE's
+``reduction`` parameter, to swap blocks in recipes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import os
 import signal
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from cvkit import hookimpl
 from cvkit.callbacks import Callback
@@ -82,3 +87,29 @@ def register_callbacks(register):
     register("poison_lr", PoisonLR)
     register("interrupt", Interrupt)
     register("kill", Kill)
+
+
+class Gate(nn.Module):
+    """A per-channel gate from pooled features through one linear map: a minimal attention block.
+
+    Args:
+        channels: channels of the input.
+        reduction: kept for drop-in compatibility with se; the gate's width is channels // reduction.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.squeeze = nn.Linear(channels, hidden)
+        self.expand = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (
+            x
+            * torch.sigmoid(self.expand(torch.tanh(self.squeeze(x.mean((2, 3))))))[:, :, None, None]
+        )
+
+
+@hookimpl
+def register_attention(register):
+    register("gate", Gate)

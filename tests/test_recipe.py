@@ -245,3 +245,26 @@ def test_any_valid_recipe_round_trips(
     recipe = validate_recipe(raw, registry)
     again = load_recipe(write(folder, "resolved.toml", dump_recipe(recipe)), registry=registry)
     assert again == recipe
+
+
+def test_unset_removes_inherited_keys_and_rejects_unknown_ones(
+    tmp_path: Path, registry, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path,
+        "base.toml",
+        BASE.replace("widths = [8, 16]", 'widths = [8, 16]\nattention = { name = "se" }'),
+    )
+    child = write(tmp_path, "child.toml", 'extends = "base.toml"\nunset = ["model.attention"]\n')
+    assert load_recipe(child, registry=registry).model.params["attention"] is None
+    assert (
+        load_recipe(tmp_path / "base.toml", registry=registry).model.params["attention"].name
+        == "se"
+    )
+    bad = write(tmp_path, "bad.toml", 'extends = "base.toml"\nunset = ["model.atention"]\n')
+    with pytest.raises(RecipeError, match=r"bad\.toml:2: unset: model\.atention is not a key"):
+        read_recipe(bad)
+    alone = write(tmp_path, "alone.toml", 'unset = ["model"]\n')
+    with pytest.raises(RecipeError, match="only a recipe that extends another"):
+        read_recipe(alone)

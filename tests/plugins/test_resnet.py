@@ -7,8 +7,14 @@ import torch
 
 from cvkit.build import check_parameter_budget
 from cvkit.errors import CvkitError
+from cvkit.plugins import load_registry
+from cvkit.recipe import load_recipe
+from cvkit.run import recipe_differences
 from cvkit_resnet import ResNet18, ResNet50, efficient_resnet
 from cvkit_squeeze_excitation import SqueezeExcitation
+
+import engine_plugin
+from conftest import RECIPES
 
 
 def trainable(model: torch.nn.Module) -> int:
@@ -105,3 +111,47 @@ def test_the_parameter_budget_passes_at_the_papers_limit_and_fails_below(registr
         CvkitError, match=r"4,697,742 trainable parameters, more than model\.max_params = 4,697,741"
     ):
         check_parameter_budget(tight, model)
+
+
+def test_the_attention_block_of_a_study_swaps_with_one_set_and_nothing_else(
+    tmp_path, run_cli, monkeypatch
+) -> None:
+    registry = load_registry(modules=[engine_plugin])
+    recipe = RECIPES / "se_resnet18_cifar10.toml"
+    original = load_recipe(recipe, registry=registry)
+    swapped = load_recipe(recipe, ["model.attention.name=gate"], registry)
+    differences = recipe_differences(original, swapped)
+    # the block's name, and se's own defaults (gate, min_channels) that gate does not take
+    assert "model.attention.name" in differences
+    assert all(key.startswith("model.attention.") for key in differences), differences
+    assert swapped.model.params["attention"].params["reduction"] == 16
+    model = registry.build(swapped.model, num_classes=10, in_channels=3)
+    assert (
+        sum(isinstance(m, engine_plugin.Gate) for m in model.modules()) == 8
+    )  # one per residual block
+    assert not any(isinstance(m, SqueezeExcitation) for m in model.modules())
+
+    monkeypatch.setenv("CVKIT_PLUGINS", "engine_plugin")
+    synthetic = (
+        'data.dataset={ name = "synthetic", image_size = 32, train_size = 12, test_size = 4 }'
+    )
+    result = run_cli(
+        "run",
+        str(recipe),
+        "--output",
+        str(tmp_path / "run"),
+        "--set",
+        "model.attention.name=gate",
+        "--set",
+        synthetic,
+        "--set",
+        "data.batch_size=4",
+        "--set",
+        "data.val_split=4",
+        "--set",
+        "experiment.epochs=1",
+        "--set",
+        "data.workers=0",
+    )
+    assert result.exit_code == 0, result.output
+    assert 'name = "gate"' in (tmp_path / "run" / "recipe.toml").read_text()
