@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cvkit-installed
+# Development only: the linter, and timm as a reference implementation in equivalence tests.
+DEV_TOOLS := ruff timm
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 
 .PHONY: install quickstart test lint clean
@@ -16,7 +18,7 @@ $(STAMP): framework/pyproject.toml $(wildcard plugins/*/pyproject.toml) constrai
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt \
-		-e "./framework[testing]" $(foreach p,$(PLUGINS),-e ./$(p)) ruff
+		-e "./framework[testing]" $(foreach p,$(PLUGINS),-e ./$(p)) $(DEV_TOOLS)
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -94,25 +94,25 @@ def test_extends_cycle(tmp_path: Path, run_cli) -> None:
 def test_a_plugin_that_fails_to_import(tmp_path: Path, run_cli, monkeypatch) -> None:
     site = make_distribution(
         tmp_path / "site",
-        "cvkit-cbam-broken",
+        "cvkit-eca-broken",
         "0.3",
-        {"cbam": "cvkit_cbam_broken"},
-        {"cvkit_cbam_broken.py": "raise ImportError('needs a newer torch')\n"},
+        {"eca": "cvkit_eca_broken"},
+        {"cvkit_eca_broken.py": "raise ImportError('needs a newer torch')\n"},
     )
     monkeypatch.syspath_prepend(str(site))
     listing = run_cli("list")
     assert listing.exit_code == 0 and "se" in listing.stdout
     assert (
-        "warning: plugin cbam (cvkit-cbam-broken 0.3) failed: ImportError: needs a newer torch"
+        "warning: plugin eca (cvkit-eca-broken 0.3) failed: ImportError: needs a newer torch"
         in listing.stderr
     )
     assert_one_error(
-        run_cli("check", str(QUICKSTART), "--set", "model.attention.name=cbam"),
-        "unknown attention 'cbam'",
-        "plugins that failed to load: cvkit-cbam-broken (ImportError: needs a newer torch)",
+        run_cli("check", str(QUICKSTART), "--set", "model.attention.name=eca"),
+        "unknown attention 'eca'",
+        "plugins that failed to load: cvkit-eca-broken (ImportError: needs a newer torch)",
     )
     strict = run_cli("--strict-plugins", "list")
-    assert strict.exit_code == 2 and not crashed(strict) and "cvkit-cbam-broken" in strict.stderr
+    assert strict.exit_code == 2 and not crashed(strict) and "cvkit-eca-broken" in strict.stderr
 
 
 def test_a_factory_that_rejects_its_parameters(run_cli) -> None:

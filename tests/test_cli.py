@@ -12,13 +12,28 @@ from cvkit.recipe import load_recipe
 from conftest import RECIPES, run_cvkit
 
 BUILTINS = {
-    "model": ["simple_cnn"],
-    "augmentation": ["cutout", "hflip", "normalize", "random_crop", "resize", "torchvision"],
+    "model": ["simple_cnn", "torchvision"],
+    "augmentation": [
+        "cutout",
+        "hflip",
+        "normalize",
+        "random_crop",
+        "random_resized_crop",
+        "resize",
+        "torchvision",
+    ],
     "optimizer": ["adam", "adamw", "sgd"],
     "scheduler": ["constant", "cosine", "multistep", "onecycle", "step"],
     "loss": ["cross_entropy"],
     "dataset": ["cifar10", "cifar100", "imagefolder", "synthetic"],
-    "callback": ["checkpoint", "early_stopping", "metrics_jsonl", "progress", "tensorboard"],
+    "callback": [
+        "checkpoint",
+        "early_stopping",
+        "metrics_jsonl",
+        "progress",
+        "tensorboard",
+        "unfreeze",
+    ],
 }
 
 
@@ -53,11 +68,9 @@ def test_list_json_is_machine_readable_and_filters(run_cli) -> None:
             i["name"] for i in everything if i["kind"] == kind and i["plugin"] == "cvkit"
         )
     attention = json.loads(run_cli("list", "attention", "--json").stdout)
-    assert {
-        "kind": "attention",
-        "name": "se",
-        "plugin": "cvkit-squeeze-excitation",
-    }.items() <= attention[0].items()
+    assert {i["kind"] for i in attention} == {"attention"}
+    se = next(i for i in attention if i["name"] == "se")
+    assert se["plugin"] == "cvkit-squeeze-excitation"
     assert [
         i["name"] for i in json.loads(run_cli("list", "optimizer", "adam*", "--json").stdout)
     ] == ["adam", "adamw"]

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import torch
+from torchvision.models import get_model, get_model_weights
 
+from cvkit.pretrained import weights_file
 from cvkit.recipe import load_recipe
 
 from conftest import RECIPES
@@ -13,14 +17,30 @@ from conftest import RECIPES
 RECIPE_FILES = sorted(RECIPES.glob("*.toml"))
 
 
+@pytest.fixture(scope="module")
+def torch_home(tmp_path_factory) -> str:
+    """A torch.hub cache holding (random) "ImageNet" weights for resnet18: no download."""
+    home = tmp_path_factory.mktemp("torch")
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    path = weights_file(get_model_weights("resnet18").DEFAULT)
+    path.parent.mkdir(parents=True)
+    torch.save(get_model("resnet18").state_dict(), path)
+    if previous is None:
+        del os.environ["TORCH_HOME"]
+    else:
+        os.environ["TORCH_HOME"] = previous
+    return str(home)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPE_FILES, ids=lambda p: p.stem)
-def test_recipe_runs_on_synthetic_data(recipe, registry, tmp_path, run_cli) -> None:
+def test_recipe_runs_on_synthetic_data(
+    recipe, registry, tmp_path, run_cli, torch_home, monkeypatch
+) -> None:
+    resolved = load_recipe(recipe, registry=registry)
     channels = len(
-        next(
-            a for a in load_recipe(recipe, registry=registry).augment.eval if a.name == "normalize"
-        ).params["mean"]
-        or [0, 0, 0]
+        next(a for a in resolved.augment.eval if a.name == "normalize").params["mean"] or [0, 0, 0]
     )
     overrides = [
         f'data.dataset={{ name = "synthetic", num_classes = 10, image_size = 32, channels = {channels}, '
@@ -31,6 +51,11 @@ def test_recipe_runs_on_synthetic_data(recipe, registry, tmp_path, run_cli) -> N
         "data.workers=0",
         "experiment.epochs=2",  # the quickstart warms up for one
     ]
+    if resolved.data.image_size is not None:
+        overrides.append("data.image_size=32")  # eval batches; training crops keep their size
+    if "arch" in resolved.model.params:  # torchvision backbones: resnet18 is enough here
+        overrides.append("model.arch=resnet18")
+        monkeypatch.setenv("TORCH_HOME", torch_home)  # its "ImageNet" weights, no download
     args = [x for o in overrides for x in ("--set", o)]
     result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), *args)
     assert result.exit_code == 0, result.output
@@ -49,4 +74,9 @@ def test_every_recipe_is_covered() -> None:
         "se_resnet18_cifar10_no_se",
         "se_resnet18_cifar10_no_dropout",
         "se_resnet18_cifar10_basic_aug",
+        "cbam_sample_resnet",
+        "cbam_resnet50_finetune",
+        "cbam_resnet50_scratch",
+        "cbam_resnet50_attention",
+        "cbam_resnet50_attention_scratch",
     }

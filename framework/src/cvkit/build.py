@@ -10,6 +10,7 @@ from torch import nn
 
 from cvkit.data import ImageDataset
 from cvkit.errors import ComponentBuildError, CvkitError
+from cvkit.freezing import apply_freezing
 from cvkit.recipe import Recipe
 from cvkit.registry import Registry
 
@@ -44,21 +45,47 @@ def build_dataset(recipe: Recipe, registry: Registry) -> ImageDataset:
 
 
 def build_model(
-    recipe: Recipe, registry: Registry, *, num_classes: int, in_channels: int
+    recipe: Recipe,
+    registry: Registry,
+    *,
+    num_classes: int,
+    in_channels: int,
+    load_weights: bool = True,
 ) -> nn.Module:
-    """The recipe's model for ``num_classes`` classes and ``in_channels`` input channels."""
-    return registry.build(recipe.model, num_classes=num_classes, in_channels=in_channels)
+    """The recipe's model for ``num_classes`` classes and ``in_channels`` input channels, with
+    the parameters that ``model.freeze`` / ``model.trainable`` select frozen / trainable.
+    ``load_weights=False``: the architecture only, no pretrained weights read or downloaded."""
+    model = registry.build(
+        recipe.model, num_classes=num_classes, in_channels=in_channels, load_weights=load_weights
+    )
+    params = recipe.model.params
+    where = recipe.model.where or "model"
+    apply_freezing(model, params.get("freeze", ()), params.get("trainable", ()), where)
+    return model
 
 
 def build_components(
-    recipe: Recipe, registry: Registry, dataset: ImageDataset, *, steps_per_epoch: int
+    recipe: Recipe,
+    registry: Registry,
+    dataset: ImageDataset,
+    *,
+    steps_per_epoch: int,
+    load_weights: bool = True,
 ) -> Components:
-    """Model, optimizer, scheduler (sized by ``steps_per_epoch``), loss, augmentations, callbacks."""
+    """Model, optimizer, scheduler (sized by ``steps_per_epoch``), loss, augmentations, callbacks.
+
+    ``load_weights=False`` builds the model without its pretrained weights (see build_model)."""
     model = build_model(
-        recipe, registry, num_classes=dataset.num_classes, in_channels=dataset.in_channels
+        recipe,
+        registry,
+        num_classes=dataset.num_classes,
+        in_channels=dataset.in_channels,
+        load_weights=load_weights,
     )
     check_parameter_budget(recipe, model)
-    optimizer = registry.build(recipe.optimizer, [p for p in model.parameters() if p.requires_grad])
+    # Every parameter: frozen ones get no gradient, so the optimizer skips them until a
+    # callback (unfreeze) makes them trainable.
+    optimizer = registry.build(recipe.optimizer, list(model.parameters()))
     if getattr(optimizer, "requires_closure", False) and recipe.experiment.precision == "fp16":
         raise CvkitError(
             f"{recipe.optimizer.key} steps with a closure, which fp16 gradient scaling does not support; "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cvkit.errors import CvkitError
+from cvkit.files import load_tensors
 
 FORMAT = 1
 
@@ -56,14 +57,7 @@ def _tuples(value: Any) -> Any:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint at ``path`` (weights_only); CheckpointError if it is missing or foreign."""
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(
-            f"{path}: not a readable checkpoint ({type(error).__name__}: {error})"
-        ) from error
+    checkpoint = load_tensors(path, "checkpoint", CheckpointError)
     if not isinstance(checkpoint, dict) or "model" not in checkpoint or "recipe" not in checkpoint:
         raise CheckpointError(f"{path}: not a cvkit checkpoint (no model weights and recipe)")
     return checkpoint

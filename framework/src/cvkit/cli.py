@@ -260,8 +260,9 @@ def plugins_command(as_json: bool) -> None:
 def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate RECIPE, print it resolved, and build every component without training.
 
-    Reports the model's trainable parameter count. Schedules are built for one step per
-    epoch here; a run uses its real number of steps.
+    Reports the model's trainable (and, when some are frozen, total) parameter count.
+    Pretrained weights are not loaded (nor downloaded) here, only the architecture. Schedules
+    are built for one step per epoch here; a run uses its real number of steps.
     """
     from cvkit.build import build_components, build_dataset, trainable_parameters
     from cvkit.loaders import check_order
@@ -269,15 +270,17 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
     registry = _registry()
     resolved = load_recipe(recipe, overrides, registry)
     dataset = build_dataset(resolved, registry)
-    built = build_components(resolved, registry, dataset, steps_per_epoch=1)
+    built = build_components(resolved, registry, dataset, steps_per_epoch=1, load_weights=False)
     check_order(built.train_augment, "augment.train")
     check_order(built.eval_augment, "augment.eval")
     params = trainable_parameters(built.model)
+    total = sum(p.numel() for p in built.model.parameters())
     if as_json:
         _echo_json(
             {
                 "recipe": recipe_data(resolved),
                 "params": params,
+                "total_params": total,
                 "num_classes": dataset.num_classes,
                 "in_channels": dataset.in_channels,
                 "splits": list(dataset.splits),
@@ -285,7 +288,8 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
         )
     else:
         click.echo(dump_recipe(resolved, f"{recipe}, resolved by cvkit {__version__}"))
-        click.echo(f"{resolved.model.key}: {params:,} trainable parameters")
+        of_total = f" of {total:,}" if total != params else ""
+        click.echo(f"{resolved.model.key}: {params:,}{of_total} trainable parameters")
         click.echo(f"ok: {recipe} is valid and every component builds")
     _warn_problems(registry)
 

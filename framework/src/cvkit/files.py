@@ -36,3 +36,14 @@ def write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def load_tensors(path: Path, what: str, error: type[Exception]) -> Any:
+    """What ``torch.save`` wrote at ``path``, loaded on the CPU with ``weights_only`` (no code
+    runs); ``error`` (naming ``what`` and the path) if the file is missing or unreadable."""
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as cause:  # any unreadable file is reported the same way
+        raise error(f"{path}: not a readable {what} ({type(cause).__name__}: {cause})") from cause

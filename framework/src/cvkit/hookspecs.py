@@ -62,7 +62,10 @@ def register_models(register: Register) -> None:
     docstring. Models with an attention slot take a parameter annotated
     ``AttentionFactory | None`` and call it as ``attention(channels)``. Every model table
     in a recipe also accepts ``max_params`` (a trainable-parameter budget that ``cvkit
-    check`` and ``cvkit run`` enforce); the factory never receives it.
+    check`` and ``cvkit run`` enforce) and ``freeze``/``trainable`` patterns; the factory
+    never receives them. A model with pretrained weights declares ``load_weights: bool =
+    True``: cvkit passes False when only the architecture is needed (``cvkit check``, or
+    weights about to come from a cvkit checkpoint), so nothing is downloaded or read then.
     """
 
 

@@ -55,6 +55,7 @@ def model_from_checkpoint(
         registry,
         num_classes=len(checkpoint["classes"]),
         in_channels=checkpoint["in_channels"],
+        load_weights=False,  # the checkpoint has them
     )
     weights = checkpoint["model"]
     if checkpoint.get("ema") is not None:
@@ -98,6 +99,7 @@ def evaluate(
             device=device,
             augmentations=augment,
             workers=data.workers,
+            image_size=data.input_size,
             key="augment.eval",
         )
         result[name] = evaluate_model(
@@ -164,7 +166,8 @@ def predict(
     registry: Registry | None = None,
 ) -> int:
     """Write ``id,label`` (and one probability column per class) for every input image to
-    ``out``; returns the number of rows. Images are resized to the training size if needed."""
+    ``out``; returns the number of rows. Images are resized to the training images' size if
+    needed, then to ``data.image_size`` when the recipe sets it, as in training."""
     if out.exists() and not overwrite:
         raise CvkitError(f"--out {out} exists; pass --overwrite to replace it")
     registry = registry or default_registry()
@@ -179,6 +182,7 @@ def predict(
             "predict applies batch augmentations only; augment.eval has a per-sample one"
         )
     size, classes = checkpoint["image_size"], checkpoint["classes"]
+    input_size = recipe.data.input_size
     images, ids = read_inputs(inputs, checkpoint["in_channels"])
     images = (
         torch.stack([resize(image, size) for image in images])
@@ -188,7 +192,7 @@ def predict(
     dtype = AUTOCAST_DTYPES[recipe.experiment.precision]
     rows = []
     for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size].to(device).float().div_(255)
+        batch = resize(images[start : start + batch_size].to(device).float().div_(255), input_size)
         labels = torch.zeros(batch.shape[0], dtype=torch.int64, device=device)
         for augmentation in augment:
             batch, labels = augmentation(batch, labels)

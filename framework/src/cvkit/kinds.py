@@ -34,7 +34,13 @@ class Kind:
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("model", "register_models", "image classifiers", ("num_classes", "in_channels")),
+        Kind(
+            "model",
+            "register_models",
+            "image classifiers",
+            ("num_classes", "in_channels"),
+            ("load_weights",),
+        ),
         Kind("attention", "register_attention", "attention blocks", ("channels",)),
         Kind("augmentation", "register_augmentations", "batch augmentations"),
         Kind("optimizer", "register_optimizers", "optimizers", ("params",)),

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cvkit.data import ImageTensors
 from cvkit.errors import CvkitError
+from cvkit.images import resize
 
 
 def split_train_val(
@@ -134,7 +135,8 @@ class BatchLoader:
     """Epochs of ``(images, targets)`` batches from one split held in memory.
 
     ``images``: float32 (N, C, H, W) on ``device``, values in [0, 1] before the augmentations
-    (which usually end with normalize); ``targets``: int64 (N,), or float (N, K) after a
+    (which usually end with normalize), resized to ``image_size`` ([height, width]) first
+    when it is given; ``targets``: int64 (N,), or float (N, K) after a
     label-mixing augmentation. The shuffling generator's state (see :meth:`state_dict`) is
     saved in checkpoints, so a resumed epoch sees the same batches.
     """
@@ -151,6 +153,7 @@ class BatchLoader:
         seed: int = 0,
         workers: int = 0,
         channels_last: bool = False,
+        image_size: list[int] | None = None,
         key: str = "augment",
     ) -> None:
         check_order(augmentations, key)
@@ -158,6 +161,7 @@ class BatchLoader:
         self.batch_augmentations = [a.to(device) for a in augmentations if not _is_per_sample(a)]
         self.device, self.batch_size = device, batch_size
         self.shuffle, self.drop_last, self.channels_last = shuffle, drop_last, channels_last
+        self.image_size = image_size
         self.classes = data.classes
         self.labels = data.labels.to(device)
         self.count = len(data)
@@ -223,7 +227,7 @@ class BatchLoader:
             yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]
 
     def _augment(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        images = images.float().div_(255)
+        images = resize(images.float().div_(255), self.image_size)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels

@@ -62,6 +62,12 @@ def _subset(_: Any, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} as a fraction must be in (0, 1], got {value}")
 
 
+def _image_size(_: Any, attribute: Any, value: int | list[int]) -> None:
+    sizes = [value, value] if isinstance(value, int) else list(value)
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError(f"{attribute.name} must be a positive int or [height, width], got {value}")
+
+
 def _val_split(_: Any, attribute: Any, value: float) -> None:
     if isinstance(value, int) and value < 0:
         raise ValueError(f"{attribute.name} as a count of images must be >= 0, got {value}")
@@ -104,6 +110,10 @@ class Data:
             changing the training seed keeps the same validation images.
         train_subset: train on only this many of the remaining training images (a count, or a
             fraction in (0, 1]), chosen with split_seed; none for all. For quick runs.
+        image_size: the model's input size, an int for square images or [height, width]:
+            every batch (training, validation, test, prediction) is resized to it on the
+            device before the augmentations; the cached uint8 images keep their own size.
+            None: the dataset's size.
         drop_last: drop the last incomplete training batch of each epoch.
         workers: DataLoader worker processes for per-sample augmentations (0: in the main process).
         cache: keep decoded splits as uint8 tensors in cache_dir, so files are decoded once.
@@ -118,10 +128,19 @@ class Data:
     val_split: int | float = attrs.field(default=0.1, validator=_val_split)
     split_seed: int = 0
     train_subset: int | float | None = attrs.field(default=None, validator=_optional(_subset))
+    image_size: int | list[int] | None = attrs.field(default=None, validator=_optional(_image_size))
     drop_last: bool = True
     workers: int = attrs.field(default=2, validator=attrs.validators.ge(0))
     cache: bool = True
     cache_dir: Path | None = None
+
+    @property
+    def input_size(self) -> list[int] | None:
+        """``image_size`` as [height, width], or None."""
+        if self.image_size is None:
+            return None
+        size = self.image_size
+        return [size, size] if isinstance(size, int) else list(size)
 
 
 @attrs.frozen(kw_only=True)

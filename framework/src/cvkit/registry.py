@@ -31,6 +31,18 @@ COMMON_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
             "parameter budget: building fails if the model has more trainable parameters (none: no limit)",
             attrs.validators.optional(attrs.validators.ge(1)),
         ),
+        Parameter(
+            "freeze",
+            list[str],
+            (),
+            "module-name patterns whose parameters are frozen (requires_grad off), e.g. ['*']",
+        ),
+        Parameter(
+            "trainable",
+            list[str],
+            (),
+            "module-name patterns made trainable again after freeze, e.g. ['fc']",
+        ),
     ),
 }
 """Recipe parameters every component of a kind accepts; cvkit uses them, the factory never sees them."""

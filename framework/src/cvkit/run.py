@@ -165,7 +165,11 @@ def _train_and_evaluate(
     train_data, val_data, test_data = splits.train, splits.val, splits.test
     steps = batches_per_epoch(len(train_data), data.batch_size, data.drop_last)
     components = build_components(recipe, registry, dataset, steps_per_epoch=steps)
-    common = {"device": device, "channels_last": settings.channels_last}
+    common = {
+        "device": device,
+        "channels_last": settings.channels_last,
+        "image_size": data.input_size,
+    }
     train_loader = BatchLoader(
         train_data,
         batch_size=data.batch_size,

@@ -18,6 +18,11 @@ from cvkit.hookspecs import Register
 @hookimpl
 def register_models(register: Register) -> None:
     register("simple_cnn", models.SimpleCNN, examples=[{}, {"widths": [8, 16], "dropout": 0.1}])
+    register(
+        "torchvision",
+        models.torchvision_classifier,
+        examples=[{"arch": "resnet18"}],
+    )
 
 
 @hookimpl
@@ -81,6 +86,11 @@ def register_augmentations(register: Register) -> None:
         examples=[{"size": 12}, {"size": [7, 5], "antialias": False}],
     )
     register(
+        "random_resized_crop",
+        augmentations.RandomResizedCrop,
+        examples=[{"size": 12}, {"size": [9, 6], "scale": [0.8, 1.0], "ratio": [1.0, 1.0]}],
+    )
+    register(
         "torchvision",
         augmentations.TorchvisionTransform,
         examples=[
@@ -101,3 +111,4 @@ def register_callbacks(register: Register) -> None:
     register(
         "early_stopping", callbacks.EarlyStopping, examples=[{}, {"patience": 3, "min_delta": 0.01}]
     )
+    register("unfreeze", callbacks.Unfreeze, examples=[{}, {"schedule": {"2": ["*"]}}])

@@ -1,4 +1,5 @@
-"""Built-in callbacks: progress, metrics JSON lines, TensorBoard, checkpoints, early stopping."""
+"""Built-in callbacks: progress, metrics JSON lines, TensorBoard, checkpoints, early stopping,
+progressive unfreezing."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from cvkit.callbacks import Callback
 from cvkit.errors import CvkitError
 from cvkit.files import save_atomic
+from cvkit.freezing import selected_parameters, set_trainable
 
 log = logging.getLogger("cvkit")
 
@@ -336,3 +338,50 @@ class EarlyStopping(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.waited = state["best"], state["waited"]
+
+
+class Unfreeze(Callback):
+    """Progressive unfreezing: make more of the model trainable as training goes on.
+
+    ``schedule`` maps an epoch (1-based, as a TOML key) to module-name patterns (as in
+    ``model.freeze``) made trainable from the start of that epoch on, e.g.
+    ``{ 3 = ["layer4"], 5 = ["layer3"] }``. The optimizer holds every parameter from the
+    start, so newly trainable ones join it with their learning-rate group. On resume, the
+    patterns of every epoch already reached are applied again.
+
+    Args:
+        schedule: epoch -> patterns of the parameters to unfreeze at its start.
+    """
+
+    def __init__(self, schedule: dict[str, list[str]] | None = None) -> None:
+        self.schedule: dict[int, list[str]] = {}
+        for epoch, patterns in (schedule or {}).items():
+            if not str(epoch).isdigit() or int(epoch) < 1:
+                raise ValueError(f"schedule key {epoch!r} must be an epoch number >= 1")
+            self.schedule[int(epoch)] = list(patterns)
+
+    def on_fit_start(self, trainer: Any) -> None:
+        for epoch, patterns in self.schedule.items():  # fail before training, not at epoch N
+            for pattern in patterns:
+                selected_parameters(trainer.model, pattern, self._where(epoch))
+        self._apply(trainer)  # a run resumed in the middle of an epoch gets no on_epoch_start
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        self._apply(trainer)
+
+    def _apply(self, trainer: Any) -> None:
+        current = trainer.epoch + 1
+        for epoch, patterns in sorted(self.schedule.items()):
+            if epoch <= current:
+                changed = set_trainable(trainer.model, patterns, True, self._where(epoch))
+                if changed:
+                    log.info(
+                        "epoch %d: unfroze %d parameter tensors (%s)",
+                        current,
+                        changed,
+                        ", ".join(patterns),
+                    )
+
+    @staticmethod
+    def _where(epoch: int) -> str:
+        return f"callbacks: unfreeze: schedule.{epoch}"
