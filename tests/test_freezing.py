@@ -1,4 +1,5 @@
-"""Freezing by module-name patterns (model.freeze / model.trainable) and progressive unfreezing."""
+"""Callbacks and options that change the model while it trains: freezing by module-name patterns
+(model.freeze / model.trainable), progressive unfreezing, dropout schedules."""
 
 from __future__ import annotations
 
@@ -117,3 +118,23 @@ def test_a_run_trains_only_what_is_unfrozen_and_check_reports_both_counts(
     assert counts["params"] < counts["total_params"]
     text = run_cli("check", str(tmp_path / "freeze12.toml")).stdout
     assert f"{counts['params']:,} of {counts['total_params']:,} trainable parameters" in text
+
+
+def test_dropout_schedule_moves_every_dropout_layer_linearly_and_resumes() -> None:
+    from cvkit.builtins.callbacks import DropoutSchedule
+
+    model = SimpleCNN(10, 3, widths=[4], dropout=0.1)
+    schedule = DropoutSchedule(start=0.5, end=0.2, epochs=4)
+    trainer = SimpleNamespace(model=model, epoch=0, epochs=10)
+    schedule.on_fit_start(trainer)
+    rates = []
+    for epoch in range(6):
+        trainer.epoch = epoch
+        schedule.on_epoch_start(trainer)
+        rates.append(model.dropout.p)
+    assert rates == pytest.approx([0.5, 0.4, 0.3, 0.2, 0.2, 0.2])
+    resumed = SimpleCNN(10, 3, widths=[4], dropout=0.1)
+    schedule.on_fit_start(SimpleNamespace(model=resumed, epoch=2, epochs=10))
+    assert resumed.dropout.p == pytest.approx(0.3)
+    with pytest.raises(CvkitError, match="no dropout layer"):
+        schedule.on_fit_start(SimpleNamespace(model=torch.nn.Linear(2, 2), epoch=0, epochs=3))

@@ -145,3 +145,27 @@ name = "checkpoint"
     )
     assert predicted.exit_code == 0, predicted.output
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 6
+
+
+def test_progressive_resizing_resizes_training_batches_by_epoch(tmp_path, run_cli) -> None:
+    from types import SimpleNamespace
+
+    from cvkit.builtins.callbacks import ProgressiveResizing
+
+    images = torch.randint(0, 256, (8, 3, 12, 12), dtype=torch.uint8)
+    loader = BatchLoader(
+        ImageTensors(images, torch.zeros(8, dtype=torch.int64), ("a",)),
+        batch_size=4,
+        device=torch.device("cpu"),
+    )
+    resizing = ProgressiveResizing(schedule={"2": 6, "4": 9})
+    trainer = SimpleNamespace(train_loader=loader, epoch=0)
+    resizing.on_fit_start(trainer)
+    sizes = []
+    for epoch in range(5):
+        trainer.epoch = epoch
+        resizing.on_epoch_start(trainer)
+        sizes.append(tuple(next(iter(loader))[0].shape[-2:]))
+    assert sizes == [(12, 12), (6, 6), (6, 6), (9, 9), (9, 9)]
+    with pytest.raises(ValueError, match="epochs >= 1"):
+        ProgressiveResizing(schedule={"0": 8})

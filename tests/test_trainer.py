@@ -170,15 +170,20 @@ class TwoPass(torch.optim.SGD):
     def step(self, closure=None):
         assert closure is not None
         with torch.enable_grad():
+            loss = closure()
             closure()
         self.closure_calls += 1
-        return super().step()
+        super().step()
+        return loss
 
 
 def test_an_optimizer_that_needs_a_closure_gets_one_every_step() -> None:
     trainer = make_trainer(optimizer=lambda p: TwoPass(p, lr=0.05, momentum=0.9), epochs=2)
     trainer.fit()
     assert trainer.optimizer.closure_calls == trainer.step == 6
+    # the closure ran twice per step; batch norms counted (and averaged) the first pass only
+    norms = [m for m in trainer.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(int(m.num_batches_tracked) == trainer.step for m in norms)
     assert trainer.history[-1]["val/acc"] > 0.5
     with pytest.raises(CvkitError, match="closure"):
         make_trainer(optimizer=lambda p: TwoPass(p, lr=0.05), precision="fp16")

@@ -29,3 +29,15 @@ class BatchAugmentation(nn.Module):
         self, images: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(images, targets)")
+
+
+def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``targets`` as class probabilities (N, num_classes) float32: hard labels (N,) become
+    one-hot rows, soft targets pass through."""
+    if targets.ndim == 2:
+        if targets.shape[1] != num_classes:
+            raise ValueError(
+                f"soft targets have {targets.shape[1]} classes, expected {num_classes}"
+            )
+        return targets.float()
+    return torch.nn.functional.one_hot(targets, num_classes).float()

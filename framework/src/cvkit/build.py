@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
+from cvkit.components import ComponentSpec
 from cvkit.data import ImageDataset
 from cvkit.errors import ComponentBuildError, CvkitError
 from cvkit.freezing import apply_freezing
@@ -99,15 +101,30 @@ def build_components(
             epochs=recipe.experiment.epochs,
             steps_per_epoch=steps_per_epoch,
         )
+    eval_augment = build_augmentations(recipe.augment.eval, registry, dataset.num_classes)
+    for spec, augmentation in zip(recipe.augment.eval, eval_augment, strict=True):
+        if getattr(augmentation, "soft_targets", False):
+            where = f"{spec.where}: " if spec.where else ""
+            raise CvkitError(
+                f"{where}augment.eval: {spec.key} mixes labels, which only training batches may do; "
+                "move it to augment.train"
+            )
     return Components(
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
         loss=registry.build(recipe.loss),
-        train_augment=[registry.build(spec) for spec in recipe.augment.train],
-        eval_augment=[registry.build(spec) for spec in recipe.augment.eval],
+        train_augment=build_augmentations(recipe.augment.train, registry, dataset.num_classes),
+        eval_augment=eval_augment,
         callbacks=[registry.build(spec) for spec in recipe.callbacks],
     )
+
+
+def build_augmentations(
+    specs: Sequence[ComponentSpec], registry: Registry, num_classes: int
+) -> list[nn.Module]:
+    """The augmentations of one list; those that mix labels learn ``num_classes``."""
+    return [registry.build(spec, num_classes=num_classes) for spec in specs]
 
 
 def check_parameter_budget(recipe: Recipe, model: nn.Module) -> None:

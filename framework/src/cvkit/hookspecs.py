@@ -84,12 +84,14 @@ def register_augmentations(register: Register) -> None:
     """Contribute batch augmentations, applied on the training device.
 
     ``factory(**params) -> torch.nn.Module`` whose ``forward(images, targets)`` returns
-    ``(images, targets)``. ``images``: float (N, C, H, W), values in [0, 1] before a
-    ``normalize`` step and standardised after it; the dtype is kept. ``targets``: hard
-    labels (N,) int64 or soft targets (N, num_classes) float whose rows sum to 1; an
-    augmentation that mixes labels returns soft targets and sets the class attribute
-    ``soft_targets = True``. Spatial size is kept unless the class sets
-    ``changes_size = True``. Randomness comes from torch's global generator on the images'
+    ``(images, targets)``; a factory that declares ``num_classes`` receives the dataset's
+    (label-mixing augmentations need it to turn hard labels into soft ones). ``images``:
+    float (N, C, H, W), values in [0, 1] before a ``normalize`` step and standardised after
+    it; the dtype is kept. ``targets``: hard labels (N,) int64 or soft targets
+    (N, num_classes) float whose rows sum to 1; an augmentation that mixes labels returns
+    soft targets, sets the class attribute ``soft_targets = True`` and is refused in
+    ``augment.eval``. Spatial size is kept unless the class sets ``changes_size = True``.
+    Randomness comes from torch's global generator on the images'
     device, so seeding and resuming reproduce it. See :class:`cvkit.augment.BatchAugmentation`.
     """
 
@@ -100,9 +102,11 @@ def register_optimizers(register: Register) -> None:
 
     ``factory(params, **kw) -> torch.optim.Optimizer``, where ``params`` is an iterable of
     tensors or of parameter-group dicts, as for any torch optimizer. ``step`` accepts a
-    closure that re-evaluates the loss (the trainer passes one when the optimizer sets
-    ``requires_closure = True``, as SAM does). Wrappers (Lookahead) take a parameter
-    annotated ``OptimizerFactory`` holding the inner optimizer's table. ``state_dict`` and
+    closure that zeroes the gradients and re-evaluates loss and gradients. An optimizer that
+    sets ``requires_closure = True`` (SAM) gets no precomputed gradient: the trainer only
+    calls ``step(closure)``, and the optimizer calls the closure as often as it needs.
+    Wrappers (Lookahead, SAM) take a parameter annotated ``OptimizerFactory`` holding the
+    inner optimizer's table (see :class:`cvkit.optim.OptimizerWrapper`). ``state_dict`` and
     ``load_state_dict`` round-trip all state, inner optimizers included.
     """
 

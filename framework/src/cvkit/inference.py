@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from cvkit.build import build_dataset, build_model, resolve_device
+from cvkit.build import build_augmentations, build_dataset, build_model, resolve_device
 from cvkit.checkpoint import CheckpointError, load_checkpoint, load_model_weights
 from cvkit.errors import CvkitError, DatasetError
 from cvkit.images import as_image_batch, decode_image_file, resize
@@ -85,7 +85,7 @@ def evaluate(
         )
     device = resolve_device(recipe.experiment.device)
     model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device)
-    augment = [registry.build(spec) for spec in recipe.augment.eval]
+    augment = build_augmentations(recipe.augment.eval, registry, len(checkpoint["classes"]))
     loaded = load_splits(data, dataset)
     splits = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
     result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint.get("epoch")}
@@ -176,7 +176,10 @@ def predict(
     recipe = checkpoint_recipe(checkpoint, path, (), registry)
     device = resolve_device(recipe.experiment.device)
     model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device).eval()
-    augment = [registry.build(spec).to(device) for spec in recipe.augment.eval]
+    augment = [
+        a.to(device)
+        for a in build_augmentations(recipe.augment.eval, registry, len(checkpoint["classes"]))
+    ]
     if any(getattr(a, "per_sample", False) for a in augment):
         raise CvkitError(
             "predict applies batch augmentations only; augment.eval has a per-sample one"

@@ -42,7 +42,7 @@ KINDS: dict[str, Kind] = {
             ("load_weights",),
         ),
         Kind("attention", "register_attention", "attention blocks", ("channels",)),
-        Kind("augmentation", "register_augmentations", "batch augmentations"),
+        Kind("augmentation", "register_augmentations", "batch augmentations", (), ("num_classes",)),
         Kind("optimizer", "register_optimizers", "optimizers", ("params",)),
         Kind(
             "scheduler",

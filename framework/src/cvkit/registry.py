@@ -267,5 +267,5 @@ def _make_component(
         plugin=plugin.dist,
         version=plugin.version,
         examples=tuple(examples) if examples is not None else ({},),
-        context=frozenset(c for c in kind.context if c in names or takes_kwargs),
+        context=frozenset(c for c in kind.context if c in names),  # declared by name only
     )

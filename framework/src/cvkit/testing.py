@@ -18,6 +18,7 @@ parametrised over it checks every installed plugin (needs ``pip install cvkit[te
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +31,8 @@ from torch import Tensor, nn
 
 from cvkit.callbacks import EVENTS
 from cvkit.data import ImageTensors
-from cvkit.registry import Component, Registry
+from cvkit.params import accepted_names
+from cvkit.registry import BoundComponent, Component, Registry
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -196,9 +198,12 @@ def _toy_regression(seed: int = 0) -> tuple[nn.Module, Tensor, Tensor]:
     return nn.Linear(8, 1), x, y
 
 
-def _train(
+def train_least_squares(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, steps: int
 ) -> float:
+    """``steps`` optimizer steps on the mean squared error of ``model(x)`` against ``y``, each
+    through ``step(closure)``; returns the final loss."""
+
     def closure() -> Tensor:
         optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(x), y)
@@ -224,7 +229,7 @@ def check_optimizer(factory: Callable[..., torch.optim.Optimizer], *, steps: int
     )
     with torch.no_grad():
         initial = nn.functional.mse_loss(model(x), y).item()
-    final = _train(model, optimizer, x, y, steps)
+    final = train_least_squares(model, optimizer, x, y, steps)
     assert math.isfinite(final) and final < initial, (
         f"loss did not decrease: {initial:.4g} -> {final:.4g}"
     )
@@ -232,8 +237,8 @@ def check_optimizer(factory: Callable[..., torch.optim.Optimizer], *, steps: int
     twin = copy.deepcopy(model)
     restored = factory(twin.parameters())
     restored.load_state_dict(copy.deepcopy(optimizer.state_dict()))
-    _train(model, optimizer, x, y, 5)
-    _train(twin, restored, x, y, 5)
+    train_least_squares(model, optimizer, x, y, 5)
+    train_least_squares(twin, restored, x, y, 5)
     for (name, a), b in zip(model.named_parameters(), twin.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), (
             f"after load_state_dict, parameter {name!r} diverges"
@@ -318,7 +323,12 @@ def check_augmentation(
     kept; targets stay valid: hard labels in range, or soft rows that are non-negative and
     sum to 1 (label mass preserved); hard labels become soft only if ``soft_targets``. The
     same seed gives the same output (randomness comes from torch's global generator).
+    A factory that takes ``num_classes`` gets 10, the classes of the drawn targets.
     """
+    num_classes = 10
+    # a bound component drops num_classes when its factory does not declare it
+    if isinstance(factory, BoundComponent) or "num_classes" in accepted_names(factory)[0]:
+        factory = functools.partial(factory, num_classes=num_classes)
 
     if getattr(factory(), "per_sample", False):
         _check_per_sample_augmentation(factory, channels=channels, max_examples=max_examples)
@@ -331,7 +341,6 @@ def check_augmentation(
         smallest = getattr(augmentation, "min_size", 1)
         sizes = tuple(s for s in (1, 5, 8, 16, 32) if s >= smallest) or (smallest,)
         images = data.draw(image_batches(channels=channels, sizes=sizes))
-        num_classes = 10
         labels = data.draw(targets(images.shape[0], num_classes))
         what = (
             f"augmentation on {tuple(images.shape)} {images.dtype}, targets {tuple(labels.shape)}"

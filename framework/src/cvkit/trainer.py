@@ -60,6 +60,27 @@ def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Inside the block, batch-norm layers normalise with batch statistics as usual but leave
+    their running statistics (and batch counters) as they were: for extra forward passes
+    over the same batch, such as SAM's second one."""
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)
+
+
 class NonFiniteLossError(CvkitError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -183,34 +204,50 @@ class Trainer:
         self.metrics = {**self.running_metrics(), **self._throughput()}
 
     def _train_step(self, images: Tensor, targets: Tensor) -> None:
-        with self._autocast():
-            logits = self.forward(images)
-            loss = self.loss(logits, targets)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self._clip(unscale=True)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        if self.requires_closure:
+            logits, loss = self._closure_step(images, targets)
         else:
-            loss.backward()
-            self._clip(unscale=False)
-            if self.requires_closure:
-                self.optimizer.step(lambda: self._closure(images, targets))
+            with self._autocast():
+                logits = self.forward(images)
+                loss = self.loss(logits, targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self._clip(unscale=True)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             else:
+                loss.backward()
+                self._clip(unscale=False)
                 self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         hard = targets.argmax(1) if targets.ndim == 2 else targets
         self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
 
-    def _closure(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Loss and gradients again, at the optimizer's perturbed weights (SAM's second pass)."""
-        self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss = self.loss(self.forward(images), targets)
-        loss.backward()
-        return loss
+    def _closure_step(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of an optimizer that evaluates the loss itself, possibly several times
+        (SAM: at the weights, then at the perturbed weights). Each call of the closure
+        computes the loss and (clipped) gradients at the current weights; batch-norm running
+        statistics are updated by the first call only. Returns the first call's logits and loss."""
+        first: list[tuple[Tensor, Tensor]] = []
+
+        def closure() -> Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            again = frozen_running_stats(self.model) if first else contextlib.nullcontext()
+            with self._autocast(), again:
+                logits = self.forward(images)
+                loss = self.loss(logits, targets)
+            loss.backward()
+            self._clip(unscale=False)
+            if not first:
+                first.append((logits.detach(), loss.detach()))
+            return loss
+
+        self.optimizer.step(closure)
+        if not first:
+            raise CvkitError(f"{type(self.optimizer).__name__}.step did not call its closure")
+        return first[0]
 
     def _clip(self, *, unscale: bool) -> None:
         if self.clip_grad_norm is None and self.clip_grad_value is None:

@@ -46,6 +46,11 @@ def register_schedulers(register: Register) -> None:
     register(
         "onecycle", schedulers.onecycle, examples=[{}, {"anneal_strategy": "linear", **warmup}]
     )
+    register(
+        "cyclic",
+        schedulers.cyclic,
+        examples=[{}, {"mode": "triangular2", "step_size_up_epochs": 0.5, "cycle_momentum": True}],
+    )
 
 
 @hookimpl
@@ -112,3 +117,13 @@ def register_callbacks(register: Register) -> None:
         "early_stopping", callbacks.EarlyStopping, examples=[{}, {"patience": 3, "min_delta": 0.01}]
     )
     register("unfreeze", callbacks.Unfreeze, examples=[{}, {"schedule": {"2": ["*"]}}])
+    register(
+        "dropout_schedule",
+        callbacks.DropoutSchedule,
+        examples=[{}, {"start": 0.3, "end": 0.1, "epochs": 5}],
+    )
+    register(
+        "progressive_resizing",
+        callbacks.ProgressiveResizing,
+        examples=[{}, {"schedule": {"1": 16, "3": 32}}],
+    )

@@ -1,5 +1,5 @@
 """Built-in callbacks: progress, metrics JSON lines, TensorBoard, checkpoints, early stopping,
-progressive unfreezing."""
+progressive unfreezing, dropout schedules, progressive resizing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
+
+from torch import nn
 
 from cvkit.callbacks import Callback
 from cvkit.errors import CvkitError
@@ -385,3 +387,78 @@ class Unfreeze(Callback):
     @staticmethod
     def _where(epoch: int) -> str:
         return f"callbacks: unfreeze: schedule.{epoch}"
+
+
+class DropoutSchedule(Callback):
+    """Change the dropout probability of the model's dropout layers linearly over epochs.
+
+    At the start of epoch e (1-based), every ``nn.Dropout*`` layer gets
+    p = start + (end - start) * min(1, (e - 1) / (epochs - 1)), e.g. 0.5 -> 0.2: strong
+    regularisation early, less later. Computed from the epoch alone, so resuming restores it.
+
+    Args:
+        start: dropout probability in the first epoch.
+        end: dropout probability from epoch ``epochs`` on.
+        epochs: epochs over which p moves from start to end (default: the whole run).
+    """
+
+    def __init__(self, start: float = 0.5, end: float = 0.2, epochs: int | None = None) -> None:
+        if not (0.0 <= start < 1.0 and 0.0 <= end < 1.0) or (epochs is not None and epochs < 1):
+            raise ValueError(f"start={start} and end={end} must be in [0, 1), epochs={epochs} >= 1")
+        self.start, self.end, self.epochs = start, end, epochs
+
+    def rate(self, epoch: int, total: int) -> float:
+        """p in (1-based) ``epoch`` of a ``total``-epoch run."""
+        span = (self.epochs or total) - 1
+        progress = 1.0 if span <= 0 else min(1.0, (epoch - 1) / span)
+        return self.start + (self.end - self.start) * progress
+
+    def on_fit_start(self, trainer: Any) -> None:
+        layers = [
+            m for m in trainer.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)
+        ]
+        if not layers:
+            raise CvkitError("callbacks: dropout_schedule: the model has no dropout layer")
+        self.on_epoch_start(trainer)
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        p = self.rate(trainer.epoch + 1, trainer.epochs)
+        for module in trainer.model.modules():
+            if isinstance(module, nn.modules.dropout._DropoutNd):
+                module.p = p
+
+
+class ProgressiveResizing(Callback):
+    """Progressive resizing: train on smaller images first, then larger ones.
+
+    ``schedule`` maps an epoch (1-based, as a TOML key) to the training image size from
+    that epoch on, e.g. ``{ 1 = 16, 6 = 24, 11 = 32 }``; training batches are resized on the
+    device (as ``data.image_size`` does), validation and test keep the recipe's size.
+    Computed from the epoch alone, so resuming restores it. The model must accept every size
+    (global pooling).
+
+    Args:
+        schedule: epoch -> square training image size in pixels.
+    """
+
+    def __init__(self, schedule: dict[str, int] | None = None) -> None:
+        self.schedule: dict[int, int] = {}
+        for epoch, size in (schedule or {}).items():
+            if not str(epoch).isdigit() or int(epoch) < 1 or size < 1:
+                raise ValueError(
+                    f"schedule {epoch!r} = {size}: epochs >= 1 and sizes >= 1 expected"
+                )
+            self.schedule[int(epoch)] = size
+
+    def size(self, epoch: int) -> int | None:
+        """The training size in (1-based) ``epoch``; None before the first scheduled epoch."""
+        started = [e for e in self.schedule if e <= epoch]
+        return self.schedule[max(started)] if started else None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._default = trainer.train_loader.image_size
+        self.on_epoch_start(trainer)  # a run resumed in the middle of an epoch
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        size = self.size(trainer.epoch + 1)
+        trainer.train_loader.image_size = [size, size] if size is not None else self._default

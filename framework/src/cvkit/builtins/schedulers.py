@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     ConstantLR,
     CosineAnnealingLR,
+    CyclicLR,
     LinearLR,
     LRScheduler,
     MultiStepLR,
@@ -213,4 +214,45 @@ def onecycle(
         steps_per_epoch=steps_per_epoch,
         warmup_epochs=warmup_epochs,
         warmup_start_factor=warmup_start_factor,
+    )
+
+
+def cyclic(
+    optimizer: Optimizer,
+    *,
+    steps_per_epoch: int,
+    base_lr: float | None = None,
+    max_lr: float | None = None,
+    step_size_up_epochs: float = 2.0,
+    step_size_down_epochs: float | None = None,
+    mode: Literal["triangular", "triangular2", "exp_range"] = "triangular",
+    gamma: float = 1.0,
+    cycle_momentum: bool = False,
+) -> LRScheduler:
+    """Cyclical learning rates (Smith, WACV 2017): torch CyclicLR, cycling between two rates.
+
+    Args:
+        base_lr: lower learning rate (default: the optimizer's learning rate / 10).
+        max_lr: upper learning rate (default: the optimizer's learning rate).
+        step_size_up_epochs: epochs of the rising half-cycle (the paper: 2 to 10).
+        step_size_down_epochs: epochs of the falling half-cycle (default: as the rise).
+        mode: 'triangular', 'triangular2' (amplitude halves each cycle) or 'exp_range'.
+        gamma: decay per step of the amplitude in 'exp_range' mode.
+        cycle_momentum: cycle momentum inversely (needs an optimizer with momentum or betas).
+    """
+    down_epochs = step_size_up_epochs if step_size_down_epochs is None else step_size_down_epochs
+    if step_size_up_epochs <= 0 or down_epochs <= 0:
+        raise ValueError("step_size_up_epochs and step_size_down_epochs must be > 0")
+    rates = [group["lr"] for group in optimizer.param_groups]
+    up = max(1, round(step_size_up_epochs * steps_per_epoch))
+    down = max(1, round(down_epochs * steps_per_epoch))
+    return CyclicLR(
+        optimizer,
+        base_lr=[r / 10 for r in rates] if base_lr is None else base_lr,
+        max_lr=rates if max_lr is None else max_lr,
+        step_size_up=up,
+        step_size_down=down,
+        mode=mode,
+        gamma=gamma,
+        cycle_momentum=cycle_momentum,
     )

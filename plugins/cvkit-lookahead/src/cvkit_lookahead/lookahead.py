@@ -9,8 +9,10 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from cvkit.optim import OptimizerWrapper
 
-class Lookahead(Optimizer):
+
+class Lookahead(OptimizerWrapper):
     """Wraps an optimizer: every k of its steps, the slow weights move alpha of the way to
     the fast weights, and the fast weights restart from there.
 
@@ -25,28 +27,13 @@ class Lookahead(Optimizer):
     def __init__(self, optimizer: Optimizer, k: int = 5, alpha: float = 0.5) -> None:
         if k < 1 or not 0.0 < alpha <= 1.0:
             raise ValueError(f"k={k} must be >= 1 and alpha={alpha} in (0, 1]")
-        # Optimizer.__init__ would rebuild the groups; sharing the inner ones is the point.
-        self.optimizer, self.k, self.alpha = optimizer, k, alpha
-        self.requires_closure = bool(getattr(optimizer, "requires_closure", False))
+        super().__init__(optimizer)
+        self.k, self.alpha = k, alpha
         self.steps = 0
         with torch.no_grad():
             self.slow = [
                 [p.detach().clone() for p in group["params"]] for group in self.param_groups
             ]
-
-    @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
-        """The inner optimizer's groups, looked up each time: its load_state_dict replaces them."""
-        return self.optimizer.param_groups
-
-    @property
-    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.optimizer.defaults
-
-    @property
-    def state(self) -> Any:  # type: ignore[override]
-        """The inner optimizer's per-parameter state."""
-        return self.optimizer.state
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One inner step; every k-th also synchronises slow and fast weights."""
@@ -59,9 +46,6 @@ class Lookahead(Optimizer):
                         slow.lerp_(fast, self.alpha)  # slow += alpha * (fast - slow)
                         fast.copy_(slow)
         return loss
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
         return {
@@ -81,7 +65,7 @@ class Lookahead(Optimizer):
         self.steps, self.k, self.alpha = state_dict["steps"], state_dict["k"], state_dict["alpha"]
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        self.optimizer.add_param_group(param_group)
+        super().add_param_group(param_group)
         with torch.no_grad():
             self.slow.append([p.detach().clone() for p in self.param_groups[-1]["params"]])
 
