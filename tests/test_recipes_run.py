@@ -79,4 +79,8 @@ def test_every_recipe_is_covered() -> None:
         "cbam_resnet50_scratch",
         "cbam_resnet50_attention",
         "cbam_resnet50_attention_scratch",
+        "lightweight_cnn",
+        "lightweight_cnn_augmented",
+        "lightweight_cnn_residual",
+        "lightweight_cnn_enhanced",
     }

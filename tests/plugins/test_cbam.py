@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cvkit.recipe import load_recipe
-from cvkit_cbam import CBAM, ChannelAttention, SpatialAttention
+from cvkit_cbam import CBAM, ChannelAttention, SpatialAttention, cbam_lite
 
 from conftest import RECIPES
 
@@ -102,3 +102,18 @@ def test_every_cbam_block_drops_into_the_resnets_with_one_set(
     found = [m for m in model.modules() if type(m) is classes[block]]
     assert len(found) == count
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_cbam_lite_equals_timms_light_cbam_module_given_the_same_weights() -> None:
+    layers = pytest.importorskip("timm.layers.cbam")
+    torch.manual_seed(0)
+    ours = cbam_lite(32, reduction=16, kernel_size=7, batch_norm=True)
+    theirs = layers.LightCbamModule(32, rd_ratio=1 / 16, spatial_kernel_size=7)
+    theirs.channel.fc1.weight.data.copy_(ours.channel.mlp[0].weight)
+    theirs.channel.fc2.weight.data.copy_(ours.channel.mlp[2].weight)
+    theirs.spatial.conv.conv.weight.data.copy_(ours.spatial.conv.weight)
+    x = torch.randn(4, 32, 6, 6)
+    for mode in ("train", "eval"):
+        getattr(ours, mode)(), getattr(theirs, mode)()
+        torch.testing.assert_close(ours(x), theirs(x))
+    assert ours.spatial.conv.in_channels == 1

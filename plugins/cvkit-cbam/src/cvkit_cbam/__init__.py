@@ -1,13 +1,13 @@
-"""cvkit plugin: CBAM, registered as ``attention/cbam``, ``attention/channel_attention`` and
-``attention/spatial_attention``."""
+"""cvkit plugin: CBAM, registered as ``attention/cbam``, ``attention/cbam_lite``,
+``attention/channel_attention`` and ``attention/spatial_attention``."""
 
 from __future__ import annotations
 
 from cvkit import hookimpl
 from cvkit.hookspecs import Register
-from cvkit_cbam.cbam import CBAM, ChannelAttention, SpatialAttention
+from cvkit_cbam.cbam import CBAM, ChannelAttention, SpatialAttention, cbam_lite
 
-__all__ = ["CBAM", "ChannelAttention", "SpatialAttention"]
+__all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "cbam_lite"]
 
 
 @hookimpl
@@ -25,6 +25,11 @@ def register_attention(register: Register) -> None:
                 "mlp_bias": True,
             },
         ],
+    )
+    register(
+        "cbam_lite",
+        cbam_lite,
+        examples=[{}, {"reduction": 2, "kernel_size": 3, "batch_norm": True}],
     )
     register(
         "channel_attention",

@@ -42,6 +42,8 @@ class ChannelAttention(nn.Module):
         pool_types: global poolings whose descriptors are summed: 'avg' and/or 'max'.
         min_channels: lower bound on the MLP's hidden width, for narrow layers.
         mlp_bias: give the MLP's layers biases (the authors' code does; the paper and timm do not).
+        light: average the pooled descriptors and pass them through the MLP once (timm's
+            "light" variant, the CBAM-lite of lightweight models).
     """
 
     def __init__(
@@ -51,13 +53,14 @@ class ChannelAttention(nn.Module):
         pool_types: Sequence[Pool] = ("avg", "max"),
         min_channels: int = 1,
         mlp_bias: bool = False,
+        light: bool = False,
     ) -> None:
         super().__init__()
         if channels < 1 or reduction < 1 or min_channels < 1:
             raise ValueError(
                 f"channels={channels}, reduction={reduction} and min_channels={min_channels} must be >= 1"
             )
-        self.pool_types = _check_pools(pool_types)
+        self.pool_types, self.light = _check_pools(pool_types), light
         hidden = max(min_channels, channels // reduction)
         self.mlp = nn.Sequential(
             nn.Conv2d(channels, hidden, 1, bias=mlp_bias),
@@ -67,7 +70,10 @@ class ChannelAttention(nn.Module):
 
     def weights(self, x: Tensor) -> Tensor:
         """M_c(x): (N, C, H, W) -> (N, C, 1, 1), values in (0, 1)."""
-        return torch.sigmoid(sum(self.mlp(_pool(x, p, (2, 3))) for p in self.pool_types))
+        pooled = [_pool(x, p, (2, 3)) for p in self.pool_types]
+        if self.light:
+            return torch.sigmoid(self.mlp(sum(pooled) / len(pooled)))
+        return torch.sigmoid(sum(self.mlp(p) for p in pooled))
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C, H, W)."""
@@ -87,6 +93,7 @@ class SpatialAttention(nn.Module):
         pool_types: channel poolings stacked as the convolution's input: 'avg' and/or 'max'.
         batch_norm: batch-normalise the map before the sigmoid, as the authors' code and timm
             do (the paper's equation has no normalisation; without it the conv has a bias).
+        light: average the pooled maps into one before the convolution (timm's "light" variant).
     """
 
     def __init__(
@@ -95,19 +102,26 @@ class SpatialAttention(nn.Module):
         kernel_size: int = 7,
         pool_types: Sequence[Pool] = ("avg", "max"),
         batch_norm: bool = False,
+        light: bool = False,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size} must be odd and >= 1")
-        self.pool_types = _check_pools(pool_types)
+        self.pool_types, self.light = _check_pools(pool_types), light
         self.conv = nn.Conv2d(
-            len(self.pool_types), 1, kernel_size, padding=kernel_size // 2, bias=not batch_norm
+            1 if light else len(self.pool_types),
+            1,
+            kernel_size,
+            padding=kernel_size // 2,
+            bias=not batch_norm,
         )
         self.norm = nn.BatchNorm2d(1) if batch_norm else nn.Identity()
 
     def weights(self, x: Tensor) -> Tensor:
         """M_s(x): (N, C, H, W) -> (N, 1, H, W), values in (0, 1)."""
-        maps = torch.cat([_pool(x, p, 1) for p in self.pool_types], 1)  # (N, pools, H, W)
+        pooled = [_pool(x, p, 1) for p in self.pool_types]
+        # (N, 1 or pools, H, W)
+        maps = sum(pooled) / len(pooled) if self.light else torch.cat(pooled, 1)
         return torch.sigmoid(self.norm(self.conv(maps)))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -131,6 +145,8 @@ class CBAM(nn.Module):
         batch_norm: batch-normalise the spatial map, as the authors' code and timm do.
         min_channels: lower bound on the channel MLP's hidden width.
         mlp_bias: give the channel MLP biases (as the authors' code).
+        light: both attentions average their pooled descriptors first (CBAM-lite, timm's
+            LightCbamModule): fewer operations, a 1-channel spatial convolution.
     """
 
     def __init__(
@@ -143,11 +159,14 @@ class CBAM(nn.Module):
         batch_norm: bool = False,
         min_channels: int = 1,
         mlp_bias: bool = False,
+        light: bool = False,
     ) -> None:
         super().__init__()
-        self.channel = ChannelAttention(channels, reduction, pool_types, min_channels, mlp_bias)
+        self.channel = ChannelAttention(
+            channels, reduction, pool_types, min_channels, mlp_bias, light
+        )
         self.spatial = (
-            SpatialAttention(channels, kernel_size, pool_types, batch_norm)
+            SpatialAttention(channels, kernel_size, pool_types, batch_norm, light)
             if spatial
             else nn.Identity()
         )
@@ -155,3 +174,32 @@ class CBAM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, H, W) -> (N, C, H, W)."""
         return self.spatial(self.channel(x))
+
+
+def cbam_lite(
+    channels: int,
+    reduction: int = 16,
+    kernel_size: int = 7,
+    batch_norm: bool = False,
+    min_channels: int = 1,
+) -> CBAM:
+    """CBAM-lite: CBAM whose attentions average the avg- and max-pooled descriptors first.
+
+    One MLP pass instead of two, and a kxk convolution over one map instead of two, as
+    timm's LightCbamModule; for lightweight models. (N, C, H, W) -> (N, C, H, W).
+
+    Args:
+        channels: channels C of the input.
+        reduction: reduction ratio of the channel MLP.
+        kernel_size: odd size of the spatial convolution.
+        batch_norm: batch-normalise the spatial map (timm's definition).
+        min_channels: lower bound on the channel MLP's hidden width.
+    """
+    return CBAM(
+        channels,
+        reduction,
+        kernel_size,
+        batch_norm=batch_norm,
+        min_channels=min_channels,
+        light=True,
+    )

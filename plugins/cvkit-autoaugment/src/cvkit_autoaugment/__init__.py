@@ -1,0 +1,50 @@
+"""cvkit plugin: AutoAugment (Cubuk, Zoph, Mane, Vasudevan, Le: "AutoAugment: Learning
+Augmentation Strategies from Data", CVPR 2019), registered as ``augmentation/autoaugment``;
+torchvision's learned policies, per image in DataLoader workers."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+from torchvision.transforms import v2
+
+from cvkit import hookimpl
+from cvkit.hookspecs import Register
+
+__all__ = ["AutoAugment"]
+
+POLICIES = {
+    "cifar10": v2.AutoAugmentPolicy.CIFAR10,
+    "imagenet": v2.AutoAugmentPolicy.IMAGENET,
+    "svhn": v2.AutoAugmentPolicy.SVHN,
+}
+
+
+class AutoAugment(nn.Module):
+    """AutoAugment: one of the policy's 25 learned sub-policies (two operations each) per image.
+
+    torchvision.transforms.v2.AutoAugment on one uint8 image (C, H, W) -> (C, H, W) in a
+    DataLoader worker (put it first in augment.train, before the batch augmentations).
+
+    Args:
+        policy: the policy learned on 'cifar10', 'imagenet' or 'svhn'.
+        fill: pixel value for areas outside rotated/translated images (0-255).
+    """
+
+    per_sample = True
+
+    def __init__(
+        self, policy: Literal["cifar10", "imagenet", "svhn"] = "cifar10", fill: int = 0
+    ) -> None:
+        super().__init__()
+        self.transform = v2.AutoAugment(POLICIES[policy], fill=fill)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(C, H, W) uint8 -> (C, H, W) uint8."""
+        return self.transform(image)
+
+
+@hookimpl
+def register_augmentations(register: Register) -> None:
+    register("autoaugment", AutoAugment, examples=[{}, {"policy": "svhn", "fill": 128}])
