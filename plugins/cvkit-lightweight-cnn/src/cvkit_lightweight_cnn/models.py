@@ -123,7 +123,7 @@ class LightweightCNN(nn.Module):
 
     Stem conv3x3 - BN - ReLU to ``widths[0]``; per stage, ``blocks`` separable residual
     blocks (the first of each stage after the first with stride 2) with the attention slot
-    on each branch; dropout, a 1x1 convolution to the classes and global average pooling.
+    on each branch; global average pooling, dropout and a 1x1 convolution to the classes.
     Input (N, in_channels, H, W), any H, W >= 1; output logits (N, num_classes).
 
     Args:
@@ -134,8 +134,8 @@ class LightweightCNN(nn.Module):
         dropout: dropout before the classification head.
         stochastic_depth: drop rate of the last residual block's branch; earlier blocks get
             rates rising linearly from 0 (Huang et al.'s linear decay rule).
-        feature_noise: standard deviation of Gaussian noise added to the features before
-            the head, in training only.
+        feature_noise: standard deviation of Gaussian noise added to the pooled features
+            before the head, in training only.
     """
 
     def __init__(
@@ -181,4 +181,6 @@ class LightweightCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stages(self.stem(x))
-        return self.pool(self.head(self.dropout(self.noise(x)))).flatten(1)
+        # pooling first: the same logits as a 1x1 head before pooling (both are linear), and
+        # dropout and noise act on (N, C, 1, 1) instead of the whole feature map
+        return self.head(self.dropout(self.noise(self.pool(x)))).flatten(1)
