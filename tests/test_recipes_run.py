@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -21,15 +20,11 @@ RECIPE_FILES = sorted(RECIPES.glob("*.toml"))
 def torch_home(tmp_path_factory) -> str:
     """A torch.hub cache holding (random) "ImageNet" weights for resnet18: no download."""
     home = tmp_path_factory.mktemp("torch")
-    previous = os.environ.get("TORCH_HOME")
-    os.environ["TORCH_HOME"] = str(home)
-    path = weights_file(get_model_weights("resnet18").DEFAULT)
+    with pytest.MonkeyPatch.context() as patch:  # weights_file reads TORCH_HOME
+        patch.setenv("TORCH_HOME", str(home))
+        path = weights_file(get_model_weights("resnet18").DEFAULT)
     path.parent.mkdir(parents=True)
     torch.save(get_model("resnet18").state_dict(), path)
-    if previous is None:
-        del os.environ["TORCH_HOME"]
-    else:
-        os.environ["TORCH_HOME"] = previous
     return str(home)
 
 

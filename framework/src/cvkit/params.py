@@ -49,6 +49,15 @@ class Parameter:
         return format_type(self.annotation)
 
 
+def height_width(size: int | Sequence[int], name: str = "size") -> list[int]:
+    """An image-size parameter as [height, width]: an int means a square. Raises ValueError
+    naming ``name`` unless that is two positive ints."""
+    hw = [size, size] if isinstance(size, int) else list(size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"{name}={hw} must be a positive int or [height, width]")
+    return hw
+
+
 def parameters_of(
     factory: Callable[..., Any], reserved: Collection[str] = ()
 ) -> tuple[Parameter, ...]:

@@ -21,7 +21,7 @@ import tomli_w
 
 from cvkit.components import ComponentOf, ComponentSpec
 from cvkit.errors import RecipeError
-from cvkit.params import Validator, join_key
+from cvkit.params import Validator, height_width, join_key
 from cvkit.registry import Registry
 from cvkit.toml_lines import key_lines
 
@@ -63,9 +63,7 @@ def _subset(_: Any, attribute: Any, value: float) -> None:
 
 
 def _image_size(_: Any, attribute: Any, value: int | list[int]) -> None:
-    sizes = [value, value] if isinstance(value, int) else list(value)
-    if len(sizes) != 2 or min(sizes) < 1:
-        raise ValueError(f"{attribute.name} must be a positive int or [height, width], got {value}")
+    height_width(value, attribute.name)
 
 
 def _val_split(_: Any, attribute: Any, value: float) -> None:
@@ -137,10 +135,7 @@ class Data:
     @property
     def input_size(self) -> list[int] | None:
         """``image_size`` as [height, width], or None."""
-        if self.image_size is None:
-            return None
-        size = self.image_size
-        return [size, size] if isinstance(size, int) else list(size)
+        return None if self.image_size is None else height_width(self.image_size, "image_size")
 
 
 @attrs.frozen(kw_only=True)

@@ -17,6 +17,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
 from cvkit.augment import BatchAugmentation
+from cvkit.params import height_width
 
 NORMALIZATION_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     # Per-channel mean and standard deviation of the training images, values in [0, 1].
@@ -175,9 +176,7 @@ class Resize(BatchAugmentation):
 
     def __init__(self, size: int | list[int] = 224, antialias: bool = True) -> None:
         super().__init__()
-        size = [size, size] if isinstance(size, int) else list(size)
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"size={size} must be a positive int or [height, width]")
+        size = height_width(size)
         self.size, self.antialias = size, antialias
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -215,9 +214,7 @@ class RandomResizedCrop(BatchAugmentation):
         tries: int = 10,
     ) -> None:
         super().__init__()
-        size = [size, size] if isinstance(size, int) else list(size)
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"size={size} must be a positive int or [height, width]")
+        size = height_width(size)
         if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale={list(scale)} must be [min, max] with 0 < min <= max <= 1")
         if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:

@@ -16,6 +16,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from cvkit.data import ImageTensors
 from cvkit.errors import DatasetError
 from cvkit.images import decode_image_file
+from cvkit.params import height_width
 from cvkit.paths import dataset_dir
 
 
@@ -129,11 +130,7 @@ class ImageFolder:
         self.roots = {"train": Path(root)} | (
             {"test": Path(test_root)} if test_root is not None else {}
         )
-        if isinstance(image_size, int):
-            image_size = [image_size, image_size]
-        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
-            raise ValueError(f"image_size={image_size} must be a positive int or [height, width]")
-        self.image_size = image_size
+        self.image_size = None if image_size is None else height_width(image_size, "image_size")
         self.in_channels = channels
         self.workers = workers or min(8, os.cpu_count() or 1)
         self.splits = tuple(self.roots)
