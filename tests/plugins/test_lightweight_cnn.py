@@ -70,3 +70,15 @@ def test_stochastic_depth_rises_linearly_and_noise_acts_in_training_only() -> No
     noisy = model(x)
     torch.manual_seed(1)
     assert not torch.allclose(noisy, model(x))
+
+
+def test_strides_set_each_stages_resolution_without_changing_the_parameters() -> None:
+    default = LightweightCNN(10, 3, blocks=[1, 2], attention=se16)
+    strided = LightweightCNN(10, 3, blocks=[1, 2], strides=[2, 2], attention=se16)
+    assert trainable_parameters(strided) == trainable_parameters(default)
+    x = torch.rand(2, 3, 32, 32)
+    assert default.stages(default.stem(x)).shape == (2, 96, 16, 16)
+    assert strided.stages(strided.stem(x)).shape == (2, 96, 8, 8)
+    assert [block.branch[0].stride for block in strided.stages] == [(2, 2), (2, 2), (1, 1)]
+    with pytest.raises(ValueError, match=r"strides=\[2\] must be 1 or 2 for each of the 2"):
+        LightweightCNN(10, 3, strides=[2])

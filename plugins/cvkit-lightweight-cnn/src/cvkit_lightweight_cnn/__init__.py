@@ -26,6 +26,7 @@ def register_models(register: Register) -> None:
             {
                 "widths": [4, 8],
                 "blocks": [2],
+                "strides": [2],
                 "attention": {"name": "se", "reduction": 2},
                 "stochastic_depth": 0.2,
                 "feature_noise": 0.1,

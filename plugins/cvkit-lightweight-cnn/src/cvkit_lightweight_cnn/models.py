@@ -122,13 +122,16 @@ class LightweightCNN(nn.Module):
     global-average-pool + 1x1 classification head.
 
     Stem conv3x3 - BN - ReLU to ``widths[0]``; per stage, ``blocks`` separable residual
-    blocks (the first of each stage after the first with stride 2) with the attention slot
-    on each branch; global average pooling, dropout and a 1x1 convolution to the classes.
+    blocks (the first of each with the stage's stride) with the attention slot on each
+    branch; global average pooling, dropout and a 1x1 convolution to the classes.
     Input (N, in_channels, H, W), any H, W >= 1; output logits (N, num_classes).
 
     Args:
         widths: channels of the stem and of each stage.
         blocks: residual blocks per stage (one entry per width after the first).
+        strides: stride of each stage's first block; by default 1 for the first stage and 2
+            for the others. ``[2, 2]`` halves the resolution in every stage: about 3x less
+            work per image on 32 x 32 inputs, with the same parameters.
         attention: attention block in every residual block (the study: SE, r = 16, or a
             CBAM-lite), or none.
         dropout: dropout before the classification head.
@@ -144,6 +147,7 @@ class LightweightCNN(nn.Module):
         in_channels: int,
         widths: list[int] = (24, 48, 96),
         blocks: list[int] = (1, 1),
+        strides: list[int] | None = None,
         attention: AttentionFactory | None = None,
         dropout: float = 0.2,
         stochastic_depth: float = 0.0,
@@ -154,6 +158,12 @@ class LightweightCNN(nn.Module):
             raise ValueError(
                 f"widths={list(widths)} needs a stem width and one per stage, "
                 f"blocks={list(blocks)} one count >= 1 per stage"
+            )
+        if strides is None:
+            strides = [1] + [2] * (len(blocks) - 1)
+        if len(strides) != len(blocks) or not all(s in (1, 2) for s in strides):
+            raise ValueError(
+                f"strides={list(strides)} must be 1 or 2 for each of the {len(blocks)} stages"
             )
         if not 0.0 <= dropout < 1.0 or not 0.0 <= stochastic_depth < 1.0:
             raise ValueError(
@@ -166,10 +176,12 @@ class LightweightCNN(nn.Module):
         )
         stages = []
         total = sum(blocks)
-        for i, (width, count) in enumerate(zip(widths[1:], blocks, strict=True)):
+        for i, (width, count, first_stride) in enumerate(
+            zip(widths[1:], blocks, strides, strict=True)
+        ):
             previous = widths[i]
             for j in range(count):
-                stride = 2 if i > 0 and j == 0 else 1
+                stride = first_stride if j == 0 else 1
                 rate = stochastic_depth * len(stages) / max(1, total - 1)
                 stages.append(SeparableResidualBlock(previous, width, stride, attention, rate))
                 previous = width
