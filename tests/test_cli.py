@@ -14,7 +14,6 @@ from conftest import RECIPES, run_cvkit
 BUILTINS = {
     "model": ["simple_cnn", "torchvision"],
     "augmentation": [
-        "cutout",
         "hflip",
         "normalize",
         "random_crop",

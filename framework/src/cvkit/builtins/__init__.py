@@ -84,7 +84,6 @@ def register_augmentations(register: Register) -> None:
         augmentations.Normalize,
         examples=[{"preset": "cifar10"}, {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}],
     )
-    register("cutout", augmentations.Cutout, examples=[{}, {"size": 3, "p": 0.5, "fill": 0.5}])
     register(
         "resize",
         augmentations.Resize,
