@@ -113,3 +113,30 @@ class Gate(nn.Module):
 @hookimpl
 def register_attention(register):
     register("gate", Gate)
+
+
+class Twice:
+    """Train the stage's model with the standard loop twice, the second time from the first
+    result's weights, keeping both evaluations: a minimal plugin procedure.
+
+    Args:
+        note: written to <stage dir>/procedure.txt, so tests see which procedure ran.
+    """
+
+    def __init__(self, note: str = "twice") -> None:
+        self.note = note
+
+    def run(self, stage: Any) -> dict[str, Any]:
+        import attrs
+
+        from cvkit.stages import train_stage
+
+        (stage.run_dir / "procedure.txt").write_text(self.note)
+        first = train_stage(attrs.evolve(stage, run_dir=stage.run_dir / "first"))
+        start = {"": stage.run_dir / "first" / "checkpoints" / "last.pt"}
+        return train_stage(attrs.evolve(stage, init=start)) | {"first": first}
+
+
+@hookimpl
+def register_procedures(register):
+    register("twice", Twice)

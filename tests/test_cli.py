@@ -35,6 +35,7 @@ BUILTINS = {
         "tensorboard",
         "unfreeze",
     ],
+    "procedure": ["standard"],
 }
 
 
@@ -46,7 +47,7 @@ def test_version_and_python_dash_m() -> None:
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("--help")
     assert result.exit_code == 0
-    for command in ("list", "info", "plugins", "check"):
+    for command in ("list", "info", "plugins", "check", "eval", "tune"):
         assert f"cvkit {command}" in result.output
     assert all(kind in run_cli("list", "--help").output for kind in KINDS)
 

@@ -15,6 +15,7 @@ from cvkit.builtins.datasets import SyntheticImages
 from cvkit.callbacks import Callback
 from cvkit.kinds import KINDS, get_kind
 from cvkit.plugins import load_registry
+from cvkit.stages import StandardProcedure
 from cvkit.testing import CHECKS
 
 SPECS = {
@@ -69,6 +70,7 @@ def _plugin_for_every_hook() -> types.ModuleType:
         "loss": nn.CrossEntropyLoss,
         "dataset": lambda: SyntheticImages(train_size=20, test_size=0, image_size=4),
         "callback": Quiet,
+        "procedure": StandardProcedure,
     }
     module = types.ModuleType("every_hook_plugin")
     for kind, factory in factories.items():

@@ -199,7 +199,8 @@ def test_missing_sections_and_unknown_top_level_keys(tmp_path: Path, registry, m
         load_recipe(path, registry=registry)
     assert error.value.lines() == [
         "r.toml:3: modle: unknown key for the recipe (did you mean 'model'?); valid keys: "
-        "augment, callbacks, data, experiment, loss, model, optimizer, scheduler, trainer",
+        "augment, callbacks, data, experiment, loss, model, optimizer, procedure, scheduler, "
+        "stages, trainer",
         "r.toml: data: missing required parameter of the recipe (table)",
         "r.toml: model: missing required parameter of the recipe (model component)",
         "r.toml: optimizer: missing required parameter of the recipe (optimizer component)",

@@ -73,17 +73,25 @@ def build_components(
     *,
     steps_per_epoch: int,
     load_weights: bool = True,
+    model: nn.Module | None = None,
 ) -> Components:
     """Model, optimizer, scheduler (sized by ``steps_per_epoch``), loss, augmentations, callbacks.
 
-    ``load_weights=False`` builds the model without its pretrained weights (see build_model)."""
-    model = build_model(
-        recipe,
-        registry,
-        num_classes=dataset.num_classes,
-        in_channels=dataset.in_channels,
-        load_weights=load_weights,
-    )
+    ``load_weights=False`` builds the model without its pretrained weights (see build_model).
+    ``model``: use this module instead of building the recipe's (``model.freeze`` and
+    ``model.trainable`` are applied to it)."""
+    if model is None:
+        model = build_model(
+            recipe,
+            registry,
+            num_classes=dataset.num_classes,
+            in_channels=dataset.in_channels,
+            load_weights=load_weights,
+        )
+    else:
+        params = recipe.model.params
+        where = recipe.model.where or "model"
+        apply_freezing(model, params.get("freeze", ()), params.get("trainable", ()), where)
     check_parameter_budget(recipe, model)
     # Every parameter: frozen ones get no gradient, so the optimizer skips them until a
     # callback (unfreeze) makes them trainable.

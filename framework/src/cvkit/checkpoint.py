@@ -63,6 +63,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
+def checkpoint_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint: its EMA weights when it kept an EMA."""
+    if checkpoint.get("ema") is None:
+        return checkpoint["model"]
+    return {
+        k.removeprefix("module."): v
+        for k, v in checkpoint["ema"].items()
+        if k.startswith("module.")
+    }
+
+
 def load_model_weights(
     model: nn.Module, weights: dict[str, torch.Tensor], source: Path | str
 ) -> None:

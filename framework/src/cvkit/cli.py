@@ -74,7 +74,8 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
 
     \b
     cvkit run RECIPE              train, validate, test; write a run directory
-    cvkit eval RUN_DIR            re-evaluate a run or checkpoint
+    cvkit eval RUN_DIR            re-evaluate a run or checkpoint (--ensemble, --tta)
+    cvkit tune RECIPE             hyperparameter search with Optuna
     cvkit predict CKPT INPUT      predict classes of images into a CSV file
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
@@ -110,7 +111,7 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
     """List installed components, grouped by kind.
 
     KIND is one of: model, attention, augmentation, optimizer, scheduler, loss, dataset,
-    callback. PATTERN is a glob on the name (e.g. '*cnn*').
+    callback, procedure. PATTERN is a glob on the name (e.g. '*cnn*').
     """
     registry = _registry()
     components = registry.components(kind, pattern)
@@ -260,7 +261,8 @@ def plugins_command(as_json: bool) -> None:
 def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
     """Validate RECIPE, print it resolved, and build every component without training.
 
-    Reports the model's trainable (and, when some are frozen, total) parameter count.
+    Reports the model's trainable (and, when some are frozen, total) parameter count, for
+    each stage of a multi-stage recipe.
     Pretrained weights are not loaded (nor downloaded) here, only the architecture. Schedules
     are built for one step per epoch here; a run uses its real number of steps.
     """
@@ -270,26 +272,43 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
     registry = _registry()
     resolved = load_recipe(recipe, overrides, registry)
     dataset = build_dataset(resolved, registry)
-    built = build_components(resolved, registry, dataset, steps_per_epoch=1, load_weights=False)
-    check_order(built.train_augment, "augment.train")
-    check_order(built.eval_augment, "augment.eval")
-    params = trainable_parameters(built.model)
-    total = sum(p.numel() for p in built.model.parameters())
+    stages = [(s.name, resolved.stage_recipe(s)) for s in resolved.stages] or [("", resolved)]
+    counts = []
+    for name, stage_recipe in stages:
+        built = build_components(
+            stage_recipe, registry, dataset, steps_per_epoch=1, load_weights=False
+        )
+        registry.build(stage_recipe.procedure)
+        check_order(built.train_augment, "augment.train")
+        check_order(built.eval_augment, "augment.eval")
+        params = trainable_parameters(built.model)
+        total = sum(p.numel() for p in built.model.parameters())
+        counts.append(
+            {"name": name, "model": stage_recipe.model.key, "params": params}
+            | {"total_params": total}
+        )
     if as_json:
         _echo_json(
             {
                 "recipe": recipe_data(resolved),
-                "params": params,
-                "total_params": total,
+                "params": counts[-1]["params"],
+                "total_params": counts[-1]["total_params"],
                 "num_classes": dataset.num_classes,
                 "in_channels": dataset.in_channels,
                 "splits": list(dataset.splits),
             }
+            | ({"stages": counts} if resolved.stages else {})
         )
     else:
         click.echo(dump_recipe(resolved, f"{recipe}, resolved by cvkit {__version__}"))
-        of_total = f" of {total:,}" if total != params else ""
-        click.echo(f"{resolved.model.key}: {params:,}{of_total} trainable parameters")
+        for count in counts:
+            of_total = (
+                f" of {count['total_params']:,}" if count["total_params"] != count["params"] else ""
+            )
+            stage = f"stage {count['name']}: " if count["name"] else ""
+            click.echo(
+                f"{stage}{count['model']}: {count['params']:,}{of_total} trainable parameters"
+            )
         click.echo(f"ok: {recipe} is valid and every component builds")
     _warn_problems(registry)
 
@@ -355,19 +374,80 @@ def run_command(
 
 
 @cli.command("eval")
-@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|CHECKPOINT")
-@_set_option("Override the checkpoint's recipe, e.g. data.dataset.root=... (repeatable).")
+@click.argument(
+    "sources", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="SOURCE..."
+)
+@_set_option("Override the checkpoints' recipes, e.g. data.dataset.root=... (repeatable).")
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Soft-vote (average the softmax of) every SOURCE: run directories, checkpoints, "
+    "or folders of checkpoints such as a run's snapshots/.",
+)
+@click.option(
+    "--tta",
+    default="",
+    metavar="VIEWS",
+    help="Test-time augmentation: average the softmax over views, comma-separated: flip, crop.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
-def eval_command(source: Path, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits."""
-    from cvkit.inference import evaluate
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write all metrics to this JSON file.",
+)
+def eval_command(
+    sources: tuple[Path, ...],
+    overrides: tuple[str, ...],
+    ensemble: bool,
+    tta: str,
+    as_json: bool,
+    out: Path | None,
+) -> None:
+    """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits.
 
-    result = evaluate(source, overrides=overrides, registry=_registry())
+    Also fits temperature scaling and class-specific thresholds on the validation split and
+    reports expected calibration error and negative log-likelihood before and after.
+    """
+    from cvkit.inference import ensemble_members, evaluate
+
+    count = sum(len(ensemble_members(source)) for source in sources)
+    if count > 1 and not ensemble:
+        raise CvkitError(
+            f"{count} checkpoints given ({', '.join(map(str, sources))}); add --ensemble to "
+            "soft-vote them"
+        )
+    views = [v.strip() for v in tta.split(",") if v.strip()]
+    result = evaluate(list(sources), overrides=overrides, tta=views, registry=_registry())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if as_json:
         _echo_json(result)
+        return
+    if count > 1:
+        click.echo(f"ensemble of {count} checkpoints (soft voting)")
     else:
         click.echo(f"checkpoint: {result['checkpoint']} (epoch {result['epoch']})")
-        _echo_metrics(result)
+    if views:
+        click.echo(f"test-time augmentation: {', '.join(views)}")
+    _echo_metrics(result)
+    _echo_calibration(result.get("calibration"))
+
+
+def _echo_calibration(report: dict[str, Any] | None) -> None:
+    if not report:
+        return
+    for split in ("val", "test"):
+        effect = report[split]
+        if effect:
+            click.echo(
+                f"{split} calibration: temperature {report['temperature']:.3f} (fitted on val), "
+                f"ECE {effect['ece_before']:.2%} -> {effect['ece_after']:.2%}, "
+                f"NLL {effect['nll_before']:.4f} -> {effect['nll_after']:.4f}; "
+                f"class thresholds: accuracy {effect['top1']:.2%} -> {effect['top1_thresholds']:.2%}, "
+                f"macro-F1 {effect['macro_f1']:.4f} -> {effect['macro_f1_thresholds']:.4f}"
+            )
 
 
 @cli.command("predict")
@@ -396,6 +476,63 @@ def predict_command(
         checkpoint, inputs, out, probabilities=probs, overwrite=overwrite, registry=_registry()
     )
     click.echo(f"wrote {count} predictions to {out}")
+
+
+@cli.command("tune")
+@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--space",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="TOML file: one table per recipe key with type, low/high (log, step) or choices.",
+)
+@click.option("--trials", type=int, default=20, show_default=True, help="Trials to run here.")
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage URL shared by several machines (default: SQLite in the tune directory).",
+)
+@click.option("--study-name", help="Study to create or join (default: experiment.name).")
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Write the study to exactly this directory (absent or empty).",
+)
+@_set_option("Override a recipe value in every trial (repeatable).")
+def tune_command(
+    recipe: Path,
+    space: Path,
+    trials: int,
+    storage: str | None,
+    study_name: str | None,
+    output: Path | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Search hyperparameters of RECIPE with Optuna (TPE sampler, median pruner).
+
+    Each trial is a run in <tune dir>/trial-<N>/ maximising validation accuracy; trials
+    that fall below the median of earlier ones at the same epoch are pruned. Writes
+    best.toml (the best trial's resolved recipe) and tune.json (every trial) to the tune
+    directory, runs/<experiment>-tune/<time>/ unless --output is given.
+    """
+    from cvkit.tune import tune
+
+    summary = tune(
+        recipe,
+        space,
+        trials=trials,
+        overrides=overrides,
+        storage=storage,
+        study_name=study_name,
+        output=output,
+        registry=_registry(),
+    )
+    best = summary["best"]
+    click.echo(f"study {summary['study']}: {len(summary['trials'])} trials in {summary['dir']}")
+    click.echo(
+        f"best: trial {best['trial']}, {summary['metric']} {best['value']:.2%}, {best['params']}"
+    )
+    click.echo(f"best recipe: {summary['best_recipe']}")
 
 
 def main() -> None:

@@ -57,3 +57,5 @@ DatasetFactory = Annotated[Callable[..., Any], ComponentOf("dataset")]
 """``() -> ImageDataset``."""
 CallbackFactory = Annotated[Callable[..., Any], ComponentOf("callback")]
 """``() -> Callback``."""
+ProcedureFactory = Annotated[Callable[..., Any], ComponentOf("procedure")]
+"""``() -> Procedure`` with ``run(stage) -> dict``."""

@@ -130,7 +130,9 @@ def register_losses(register: Register) -> None:
     ``factory(**params) -> torch.nn.Module`` whose ``forward(logits, targets)`` returns a
     scalar tensor: ``logits`` float (N, num_classes); ``targets`` either class indices (N,)
     int64 or class probabilities (N, num_classes) float (from label-mixing augmentations),
-    and one-hot probabilities give the same loss as the equivalent indices.
+    and one-hot probabilities give the same loss as the equivalent indices. A loss whose class
+    sets ``uses_inputs = True`` (distillation) is called as ``forward(logits, targets,
+    images)`` with the training batch the logits came from, (N, C, H, W) after augmentation.
     """
 
 
@@ -157,4 +159,18 @@ def register_callbacks(register: Register) -> None:
     ``on_epoch_end``, ``on_fit_end``, ``on_exception``; see :mod:`cvkit.callbacks`) the
     trainer calls in ascending ``priority``, and whose ``state_dict``/``load_state_dict``
     are saved in and restored from checkpoints.
+    """
+
+
+@hookspec
+def register_procedures(register: Register) -> None:
+    """Contribute training procedures: how one stage of a recipe trains.
+
+    ``factory(**params) -> Procedure``: an object with ``run(stage: cvkit.stages.StageRun) ->
+    dict`` that trains the stage and returns its final evaluation (written to the stage's
+    eval.json). ``stage`` holds the stage's complete recipe (its ``[[stages]]`` table over
+    the top-level one), its directory, the registry, the device, the checkpoints its
+    ``init`` names and, when resuming, its last checkpoint. A procedure that only changes
+    part of training builds on :func:`cvkit.stages.train_stage`, the built-in ``standard``
+    procedure (one model, one loss, the explicit loop in :mod:`cvkit.trainer`).
     """

@@ -4,36 +4,58 @@ from __future__ import annotations
 
 import csv
 import pickle
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from cvkit.build import build_augmentations, build_dataset, build_model, resolve_device
-from cvkit.checkpoint import CheckpointError, load_checkpoint, load_model_weights
+from cvkit.calibration import calibration_report
+from cvkit.checkpoint import (
+    CheckpointError,
+    checkpoint_weights,
+    load_checkpoint,
+    load_model_weights,
+)
 from cvkit.errors import CvkitError, DatasetError
 from cvkit.images import as_image_batch, decode_image_file, resize
 from cvkit.loaders import BatchLoader, load_splits
-from cvkit.metrics import evaluate_model
+from cvkit.metrics import collect_logits, metrics_from_logits
 from cvkit.plugins import default_registry
 from cvkit.precision import AUTOCAST_DTYPES, autocast
 from cvkit.recipe import Recipe, apply_override, parse_recipe_text, validate_recipe
 from cvkit.registry import Registry
+from cvkit.tta import check_tta, tta_views
 
 
 def checkpoint_path(source: Path, prefer: str = "best") -> Path:
-    """``source`` itself, or for a run directory its best.pt (else last.pt)."""
+    """``source`` itself, or for a run directory its best.pt (else last.pt); for the run
+    directory of a multi-stage recipe, its last stage's."""
     if not source.is_dir():
         return source
     folder = source / "checkpoints"
+    stages = _stage_names(source / "recipe.toml")
+    if stages and not folder.is_dir():
+        folder = source / "stages" / stages[-1] / "checkpoints"
     for name in (f"{prefer}.pt", "last.pt", "best.pt"):
         if (folder / name).is_file():
             return folder / name
     raise CheckpointError(f"{source}: no checkpoints/best.pt or checkpoints/last.pt")
+
+
+def _stage_names(recipe_file: Path) -> list[str]:
+    """The stage names of a run directory's resolved recipe, in order ([] for none)."""
+    try:
+        data = tomllib.loads(recipe_file.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
+    return [stage["name"] for stage in data.get("stages", []) if isinstance(stage, dict)]
 
 
 def checkpoint_recipe(
@@ -57,55 +79,130 @@ def model_from_checkpoint(
         in_channels=checkpoint["in_channels"],
         load_weights=False,  # the checkpoint has them
     )
-    weights = checkpoint["model"]
-    if checkpoint.get("ema") is not None:
-        weights = {
-            k.removeprefix("module."): v
-            for k, v in checkpoint["ema"].items()
-            if k.startswith("module.")
-        }
-    load_model_weights(model, weights, path)
+    load_model_weights(model, checkpoint_weights(checkpoint), path)
     return model
 
 
+def ensemble_members(source: Path) -> list[Path]:
+    """The checkpoint files ``source`` stands for: a checkpoint file; a run directory's best
+    (else last) checkpoint; or every ``*.pt`` file of a folder of checkpoints (the
+    ``snapshots/`` of a snapshot-ensemble run)."""
+    run_dir = (source / "recipe.toml").is_file() or (source / "checkpoints").is_dir()
+    if source.is_dir() and not run_dir:
+        files = sorted(source.glob("*.pt"))
+        if not files:
+            raise CheckpointError(f"{source}: not a run directory and holds no .pt checkpoints")
+        return files
+    return [checkpoint_path(source)]
+
+
+@attrs.frozen(eq=False)
+class _Member:
+    path: Path
+    checkpoint: dict[str, Any]
+    recipe: Recipe
+    model: nn.Module
+    augment: list[nn.Module]
+
+
 def evaluate(
-    source: Path, *, overrides: Sequence[str] = (), registry: Registry | None = None
+    sources: Path | Sequence[Path],
+    *,
+    overrides: Sequence[str] = (),
+    tta: Sequence[str] = (),
+    registry: Registry | None = None,
 ) -> dict[str, Any]:
-    """Metrics of the checkpoint (or run directory) ``source`` on its recipe's validation and
-    test splits; ``overrides`` may point it at other data (``data.dataset.root=...``)."""
+    """Metrics of a checkpoint (or run directory), or of the soft-voting ensemble of several,
+    on the first one's validation and test splits, with the calibration fitted on validation.
+
+    Each member sees the split through its own recipe's evaluation augmentations and input
+    size; softmax outputs are averaged over the ``tta`` views (:mod:`cvkit.tta`) and over the
+    members, and the metrics use the log of the average as logits. ``overrides`` apply to
+    every member's recipe (``data.dataset.root=...`` points them at other data)."""
     registry = registry or default_registry()
-    path = checkpoint_path(source)
-    checkpoint = load_checkpoint(path)
-    recipe = checkpoint_recipe(checkpoint, path, overrides, registry)
-    data = recipe.data
-    dataset = build_dataset(recipe, registry)
-    if dataset.num_classes != len(checkpoint["classes"]):
+    sources = [sources] if isinstance(sources, Path) else list(sources)
+    tta = check_tta(tta)
+    members = [
+        _load_member(path, overrides, registry)
+        for source in sources
+        for path in ensemble_members(source)
+    ]
+    first = members[0]
+    classes = first.checkpoint["classes"]
+    for member in members[1:]:
+        if member.checkpoint["classes"] != classes:
+            raise CheckpointError(
+                f"{member.path}: its classes differ from those of {first.path}; "
+                "an ensemble needs the same classes in the same order"
+            )
+    dataset = build_dataset(first.recipe, registry)
+    if dataset.num_classes != len(classes):
         raise CheckpointError(
-            f"{path}: the model has {len(checkpoint['classes'])} classes, the dataset {dataset.num_classes}"
+            f"{first.path}: the model has {len(classes)} classes, the dataset {dataset.num_classes}"
         )
-    device = resolve_device(recipe.experiment.device)
-    model = model_from_checkpoint(checkpoint, path, recipe, registry).to(device)
-    augment = build_augmentations(recipe.augment.eval, registry, len(checkpoint["classes"]))
-    loaded = load_splits(data, dataset)
+    device = resolve_device(first.recipe.experiment.device)
+    loaded = load_splits(first.recipe.data, dataset)
     splits = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
-    result: dict[str, Any] = {"checkpoint": str(path), "epoch": checkpoint.get("epoch")}
+    result: dict[str, Any] = {
+        "checkpoint": str(first.path),
+        "epoch": first.checkpoint.get("epoch"),
+        "members": [str(m.path) for m in members],
+        "tta": tta,
+    }
+    outputs = {}
     for name, split in splits.items():
         if split is None:
             result[name] = None
             continue
+        outputs[name] = _soft_vote(members, split, device, tta)
+        result[name] = metrics_from_logits(*outputs[name], classes)
+    result["calibration"] = (
+        calibration_report(outputs["val"], outputs.get("test")) if "val" in outputs else None
+    )
+    return result
+
+
+def _load_member(path: Path, overrides: Sequence[str], registry: Registry) -> _Member:
+    checkpoint = load_checkpoint(path)
+    recipe = checkpoint_recipe(checkpoint, path, overrides, registry)
+    model = model_from_checkpoint(checkpoint, path, recipe, registry)
+    augment = build_augmentations(recipe.augment.eval, registry, len(checkpoint["classes"]))
+    return _Member(path, checkpoint, recipe, model, augment)
+
+
+@torch.no_grad()
+def _soft_vote(
+    members: Sequence[_Member], split: Any, device: torch.device, tta: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log of the mean softmax over members and TTA views (N, K), and the labels (N,); for
+    one member without TTA, its logits."""
+    total, labels = None, None
+    for member in members:
+        data = member.recipe.data
         loader = BatchLoader(
             split,
             batch_size=data.eval_batch_size or 2 * data.batch_size,
             device=device,
-            augmentations=augment,
+            augmentations=member.augment,
             workers=data.workers,
             image_size=data.input_size,
             key="augment.eval",
         )
-        result[name] = evaluate_model(
-            model, loader, loader.classes, device, AUTOCAST_DTYPES[recipe.experiment.precision]
-        )
-    return result
+        model = member.model.to(device).eval()
+        dtype = AUTOCAST_DTYPES[member.recipe.experiment.precision]
+        if not tta and len(members) == 1:
+            return collect_logits(model, loader, device, dtype)
+        probs, labels = [], []
+        for images, targets in loader:
+            views = tta_views(images, tta)
+            with autocast(device, dtype):
+                mean = sum(model(view).float().softmax(1) for view in views) / len(views)
+            probs.append(mean.cpu())
+            labels.append(targets.cpu())
+        member_probs = torch.cat(probs)
+        total = member_probs if total is None else total + member_probs
+        member.model.cpu()
+    return (total / len(members)).clamp(min=1e-12).log(), torch.cat(labels)
 
 
 def read_inputs(path: Path, channels: int) -> tuple[torch.Tensor | list[torch.Tensor], list[str]]:

@@ -54,6 +54,7 @@ KINDS: dict[str, Kind] = {
         Kind("loss", "register_losses", "training losses"),
         Kind("dataset", "register_datasets", "datasets"),
         Kind("callback", "register_callbacks", "training callbacks"),
+        Kind("procedure", "register_procedures", "training procedures (how a stage trains)"),
     )
 }
 

@@ -97,3 +97,32 @@ def evaluate_model(
         accumulator.update(logits, labels)
     model.train(was_training)
     return accumulator.result(classes)
+
+
+@torch.no_grad()
+def collect_logits(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) float32 and labels (N,) int64 of ``model`` (in eval mode) over
+    ``batches``, on the CPU, in the batches' order."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for images, targets in batches:
+        with autocast(device, autocast_dtype):
+            logits.append(model(images).float())
+        labels.append(targets)
+    model.train(was_training)
+    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
+
+
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]
+) -> dict[str, Any]:
+    """The metrics of :func:`evaluate_model` from logits (N, K) and labels (N,)."""
+    accumulator = Accumulator(len(classes), logits.device)
+    accumulator.update(logits, labels)
+    return accumulator.result(classes)

@@ -32,8 +32,10 @@ SchedulerSpec = Annotated[ComponentSpec, ComponentOf("scheduler")]
 LossSpec = Annotated[ComponentSpec, ComponentOf("loss")]
 AugmentationSpec = Annotated[ComponentSpec, ComponentOf("augmentation")]
 CallbackSpec = Annotated[ComponentSpec, ComponentOf("callback")]
+ProcedureSpec = Annotated[ComponentSpec, ComponentOf("procedure")]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_STAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
 def _non_empty(_: Any, attribute: Any, value: str) -> None:
@@ -180,6 +182,74 @@ class Augment:
     eval: list[AugmentationSpec] = attrs.field(factory=list)
 
 
+def _stage_name(_: Any, attribute: Any, value: str) -> None:
+    if not _STAGE_NAME.match(value):
+        raise ValueError(
+            f"{attribute.name} must be lower-case letters, digits, '_' or '-', got {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class Stage:
+    """``[[stages]]``: one stage of a multi-stage recipe; keys it leaves out come from the
+    top-level tables.
+
+    Args:
+        name: the stage's name, unique in the recipe; it trains in <run>/stages/<name>/.
+        procedure: how the stage trains (default: the recipe's procedure).
+        epochs: epochs of this stage (default: experiment.epochs).
+        init: weights the stage starts from: an earlier stage's name, a run directory or a
+            checkpoint file (its best weights, else its last); or a table mapping module
+            names of the model to such sources, e.g. ``{ "branches.0" = "raw" }``.
+        model: the model table (default: the top-level one).
+        optimizer: the optimizer table (default: the top-level one).
+        scheduler: the scheduler table (default: the top-level one).
+        loss: the loss table (default: the top-level one).
+        augment: the augmentation lists (default: the top-level ones).
+        trainer: the training-loop settings (default: the top-level ones).
+        callbacks: the callback list (default: the top-level one); progressive unfreezing
+            is the ``unfreeze`` callback, freezing is ``model.freeze``.
+    """
+
+    name: str = attrs.field(validator=_stage_name)
+    procedure: ProcedureSpec | None = None
+    epochs: int | None = attrs.field(default=None, validator=_optional(attrs.validators.ge(1)))
+    init: str | dict[str, str] | None = None
+    model: ModelSpec | None = None
+    optimizer: OptimizerSpec | None = None
+    scheduler: SchedulerSpec | None = None
+    loss: LossSpec | None = None
+    augment: Augment | None = None
+    trainer: Trainer | None = None
+    callbacks: list[CallbackSpec] | None = None
+
+
+_STAGE_TABLES = (
+    "procedure",
+    "model",
+    "optimizer",
+    "scheduler",
+    "loss",
+    "augment",
+    "trainer",
+    "callbacks",
+)
+
+
+def _unique_stages(_: Any, attribute: Any, stages: list[Stage]) -> None:
+    names = [stage.name for stage in stages]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"stage names must be unique: {', '.join(repeated)} repeated")
+    for i, stage in enumerate(stages):
+        sources = stage.init.values() if isinstance(stage.init, dict) else [stage.init]
+        for source in sources:
+            if source in names[i:]:
+                raise ValueError(
+                    f"stage {stage.name!r} starts from stage {source!r}, which does not run before it"
+                )
+
+
 @attrs.frozen(kw_only=True)
 class Recipe:
     """A complete experiment.
@@ -195,6 +265,9 @@ class Recipe:
         trainer: gradient clipping, EMA, channels-last, compile, final evaluation weights.
         callbacks: callback component tables; the default list is progress, metrics_jsonl,
             tensorboard and checkpoint, and a recipe that sets callbacks replaces it.
+        procedure: how training runs (default: ``standard``, one model and the explicit loop).
+        stages: stages trained one after another in one run directory, each over the
+            top-level tables (see :class:`Stage`); none: the recipe is one stage.
     """
 
     experiment: Experiment
@@ -208,7 +281,23 @@ class Recipe:
     callbacks: list[CallbackSpec] = attrs.field(
         factory=lambda: [{"name": name} for name in DEFAULT_CALLBACKS]
     )
+    procedure: ProcedureSpec = attrs.field(factory=lambda: {"name": DEFAULT_PROCEDURE})
+    stages: list[Stage] = attrs.field(factory=list, validator=_unique_stages)
 
+    def stage_recipe(self, stage: Stage) -> Recipe:
+        """The complete one-stage recipe of ``stage``: its keys over the top-level ones."""
+        own = {key: getattr(stage, key) for key in _STAGE_TABLES if getattr(stage, key) is not None}
+        epochs = stage.epochs or self.experiment.epochs
+        return attrs.evolve(
+            self,
+            experiment=attrs.evolve(self.experiment, epochs=epochs),
+            stages=[],
+            **own,
+        )
+
+
+DEFAULT_PROCEDURE = "standard"
+"""The procedure of a recipe that names none (registered by the built-in plugin)."""
 
 DEFAULT_CALLBACKS = ("progress", "metrics_jsonl", "tensorboard", "checkpoint")
 """The callbacks of a recipe that does not list its own (registered by the built-in plugin)."""

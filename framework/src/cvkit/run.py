@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sys
 import time
 from collections.abc import Sequence
@@ -12,18 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 
-from cvkit.build import build_components, build_dataset, resolve_device, trainable_parameters
-from cvkit.checkpoint import load_checkpoint, load_model_weights
+from cvkit.build import resolve_device
+from cvkit.checkpoint import load_checkpoint
 from cvkit.errors import CvkitError
-from cvkit.loaders import BatchLoader, batches_per_epoch, load_splits
+from cvkit.inference import checkpoint_path
 from cvkit.plugins import default_registry
-from cvkit.recipe import Recipe, dump_recipe, load_recipe, recipe_data
+from cvkit.recipe import Recipe, Stage, dump_recipe, load_recipe, recipe_data
 from cvkit.registry import Registry
 from cvkit.rundir import environment, new_run_dir, run_logging, write_json
-from cvkit.trainer import Trainer
+from cvkit.stages import StageRun
 
 log = logging.getLogger("cvkit")
 
@@ -49,8 +47,10 @@ def train(
     output: Path | None = None,
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> RunResult:
-    """Train the recipe at ``recipe_path`` in a new run directory (``output`` if given)."""
+    """Train the recipe at ``recipe_path`` in a new run directory (``output`` if given);
+    ``callbacks``: objects added to every stage's callbacks (for ``cvkit tune``)."""
     registry = registry or default_registry()
     recipe = load_recipe(recipe_path, overrides, registry)
     device = resolve_device(recipe.experiment.device)
@@ -59,7 +59,7 @@ def train(
         dump_recipe(recipe, f"resolved from {recipe_path}"), encoding="utf-8"
     )
     write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
-    return _execute(recipe, run_dir, registry, device)
+    return _execute(recipe, run_dir, registry, device, callbacks=tuple(callbacks))
 
 
 def resume(
@@ -70,7 +70,8 @@ def resume(
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from ``checkpoints/last.pt``.
+    """Continue the run in ``run_dir`` from ``checkpoints/last.pt`` (for a multi-stage
+    recipe: skip the finished stages, continue the unfinished one from its last.pt).
 
     ``overrides`` that change the run's recipe are refused unless ``force``; the previous
     recipe.toml is then kept as recipe.before-<time>.toml.
@@ -87,9 +88,10 @@ def resume(
             f"--resume {run_dir}: --set changes {', '.join(changed)}; a resumed run keeps its recipe "
             "(add --force to change it anyway)"
         )
-    last = run_dir / "checkpoints" / "last.pt"
-    checkpoint = load_checkpoint(last)
-    if checkpoint["epoch"] >= recipe.experiment.epochs:
+    if recipe.stages:
+        if all((run_dir / "stages" / s.name / "eval.json").is_file() for s in recipe.stages):
+            raise CvkitError(f"--resume {run_dir}: the run already finished its stages")
+    elif load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= recipe.experiment.epochs:
         raise CvkitError(
             f"--resume {run_dir}: the run already finished its {recipe.experiment.epochs} epochs"
         )
@@ -101,7 +103,7 @@ def resume(
     env = json.loads(env_file.read_text()) if env_file.is_file() else {}
     env.setdefault("resumes", []).append(environment(registry, device, list(argv or sys.argv)))
     write_json(env_file, env)
-    return _execute(recipe, run_dir, registry, device, checkpoint=(last, checkpoint))
+    return _execute(recipe, run_dir, registry, device, resuming=True)
 
 
 def recipe_differences(a: Recipe, b: Recipe) -> list[str]:
@@ -120,23 +122,17 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: data}
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's (all devices) generators."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def _execute(
     recipe: Recipe,
     run_dir: Path,
     registry: Registry,
     device: torch.device,
-    checkpoint: tuple[Path, dict[str, Any]] | None = None,
+    resuming: bool = False,
+    callbacks: tuple[Any, ...] = (),
 ) -> RunResult:
     with run_logging(run_dir):
         try:
-            return _train_and_evaluate(recipe, run_dir, registry, device, checkpoint)
+            evaluation = _run_stages(recipe, run_dir, registry, device, resuming, callbacks)
         except KeyboardInterrupt:
             raise RunInterrupted(
                 f"interrupted; resume with: cvkit run --resume {run_dir}"
@@ -144,135 +140,85 @@ def _execute(
         except CvkitError as error:
             log.error("%s", error)
             raise
-
-
-def _train_and_evaluate(
-    recipe: Recipe,
-    run_dir: Path,
-    registry: Registry,
-    device: torch.device,
-    checkpoint: tuple[Path, dict[str, Any]] | None,
-) -> RunResult:
-    experiment, data, settings = recipe.experiment, recipe.data, recipe.trainer
-    seed_everything(experiment.seed)
-    if settings.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    dataset = build_dataset(recipe, registry)
-    splits = load_splits(data, dataset)
-    train_data, val_data, test_data = splits.train, splits.val, splits.test
-    steps = batches_per_epoch(len(train_data), data.batch_size, data.drop_last)
-    components = build_components(recipe, registry, dataset, steps_per_epoch=steps)
-    common = {
-        "device": device,
-        "channels_last": settings.channels_last,
-        "image_size": data.input_size,
-    }
-    train_loader = BatchLoader(
-        train_data,
-        batch_size=data.batch_size,
-        augmentations=components.train_augment,
-        shuffle=True,
-        drop_last=data.drop_last,
-        seed=experiment.seed,
-        workers=data.workers,
-        key="augment.train",
-        **common,
-    )
-    eval_batch = data.eval_batch_size or 2 * data.batch_size
-
-    def eval_loader(split: Any) -> BatchLoader | None:
-        if split is None:
-            return None
-        return BatchLoader(
-            split,
-            batch_size=eval_batch,
-            augmentations=components.eval_augment,
-            workers=data.workers,
-            key="augment.eval",
-            **common,
-        )
-
-    val_loader, test_loader = eval_loader(val_data), eval_loader(test_data)
-    trainer = Trainer(
-        model=components.model,
-        optimizer=components.optimizer,
-        scheduler=components.scheduler,
-        loss=components.loss,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        callbacks=components.callbacks,
-        epochs=experiment.epochs,
-        device=device,
-        precision=experiment.precision,
-        clip_grad_norm=settings.clip_grad_norm,
-        clip_grad_value=settings.clip_grad_value,
-        ema_decay=settings.ema_decay,
-        compile=settings.compile,
-        channels_last=settings.channels_last,
-        run_dir=run_dir,
-        recipe=recipe,
-        metadata={
-            "recipe": dump_recipe(recipe),
-            "classes": list(train_data.classes),
-            "in_channels": dataset.in_channels,
-            "image_size": list(train_data.images.shape[-2:]),
-        },
-    )
-    if checkpoint is not None:
-        trainer.load_state_dict(checkpoint[1], checkpoint[0])
-        log.info("resuming %s at epoch %d, batch %d", run_dir, trainer.epoch + 1, trainer.batch)
-    log.info(
-        "%s: %s, %s trainable parameters, %d train / %d val / %d test images, %d steps per epoch, on %s",
-        run_dir,
-        recipe.model.key,
-        f"{trainable_parameters(components.model):,}",
-        len(train_data),
-        len(val_data) if val_data else 0,
-        len(test_data) if test_data else 0,
-        steps,
-        device,
-    )
-    trainer.fit()
-    evaluation = _final_evaluation(trainer, recipe, run_dir, val_loader, test_loader)
     write_json(run_dir / "eval.json", evaluation)
     return RunResult(run_dir, evaluation)
 
 
-def _final_evaluation(
-    trainer: Trainer,
+def _run_stages(
     recipe: Recipe,
     run_dir: Path,
-    val_loader: BatchLoader | None,
-    test_loader: BatchLoader | None,
+    registry: Registry,
+    device: torch.device,
+    resuming: bool,
+    callbacks: tuple[Any, ...],
 ) -> dict[str, Any]:
-    weights = "last"
-    best = run_dir / "checkpoints" / "best.pt"
-    if recipe.trainer.eval_weights == "best" and best.is_file():
-        state = load_checkpoint(best)
-        load_model_weights(trainer.model, state["model"], best)
-        if trainer.ema is not None:
-            trainer.ema.load_state_dict(state["ema"])
-        weights = f"best (epoch {state['epoch']})"
-    result = {
-        "weights": weights,
-        "epochs": trainer.epoch,
-        "val": trainer.evaluate(val_loader) if val_loader is not None else None,
-        "test": trainer.evaluate(test_loader) if test_loader is not None else None,
+    """Train the recipe's stages in order (or the recipe itself as one stage); a finished
+    stage (one with its eval.json) is skipped when resuming. Returns the run's evaluation:
+    the last stage's, with every stage's under ``stages`` for a multi-stage recipe."""
+    if not recipe.stages:
+        return _run_stage("", recipe, run_dir, registry, device, {}, resuming, callbacks)
+    stage_dirs = {stage.name: run_dir / "stages" / stage.name for stage in recipe.stages}
+    inits = {
+        stage.name: _resolve_init(stage, i, stage_dirs) for i, stage in enumerate(recipe.stages)
     }
-    for split in ("val", "test"):
-        if result[split] is not None:
-            metrics = result[split]
-            log.info(
-                "%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  macro-F1 %.4f  (%d images)",
-                split,
-                weights,
-                100 * metrics["top1"],
-                100 * metrics["top5"],
-                metrics["loss"],
-                metrics["macro_f1"],
-                metrics["samples"],
+    results: dict[str, Any] = {}
+    for stage in recipe.stages:
+        stage_dir = stage_dirs[stage.name]
+        done = stage_dir / "eval.json"
+        if resuming and done.is_file():
+            results[stage.name] = json.loads(done.read_text(encoding="utf-8"))
+            continue
+        log.info("stage %s", stage.name)
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        inits[stage.name] = {k: checkpoint_path(v) for k, v in inits[stage.name].items()}
+        results[stage.name] = _run_stage(
+            stage.name,
+            recipe.stage_recipe(stage),
+            stage_dir,
+            registry,
+            device,
+            inits[stage.name],
+            resuming,
+            callbacks,
+        )
+        write_json(done, results[stage.name])
+    return results[recipe.stages[-1].name] | {"stages": results}
+
+
+def _resolve_init(stage: Stage, index: int, stage_dirs: dict[str, Path]) -> dict[str, Path]:
+    """Module name -> the run directory or checkpoint file each of the stage's sources names
+    (an earlier stage's directory for a stage name), checked before anything trains."""
+    if stage.init is None:
+        return {}
+    sources = stage.init if isinstance(stage.init, dict) else {"": stage.init}
+    resolved = {}
+    for module_name, source in sources.items():
+        if source in stage_dirs:
+            resolved[module_name] = stage_dirs[source]
+            continue
+        path = Path(source)
+        if not path.exists():
+            earlier = ", ".join(list(stage_dirs)[:index]) or "none"
+            raise CvkitError(
+                f"stages[{index}].init: {source!r} is neither an earlier stage ({earlier}) nor "
+                "an existing run directory or checkpoint file"
             )
-    return result
+        resolved[module_name] = path
+    return resolved
+
+
+def _run_stage(
+    name: str,
+    recipe: Recipe,
+    run_dir: Path,
+    registry: Registry,
+    device: torch.device,
+    init: dict[str, Path],
+    resuming: bool,
+    callbacks: tuple[Any, ...],
+) -> dict[str, Any]:
+    last = run_dir / "checkpoints" / "last.pt"
+    checkpoint = (last, load_checkpoint(last)) if resuming and last.is_file() else None
+    procedure = registry.build(recipe.procedure)
+    stage = StageRun(name, recipe, run_dir, registry, device, init, checkpoint, callbacks)
+    return procedure.run(stage)

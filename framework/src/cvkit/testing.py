@@ -455,6 +455,58 @@ def check_callback(factory: Callable[..., Any]) -> None:
     assert fresh.state_dict() == state, "state_dict does not round-trip"
 
 
+PROCEDURE_CHECK_RECIPE = """
+[experiment]
+name = "procedure-contract"
+epochs = 2
+device = "cpu"
+
+[data]
+dataset = { name = "synthetic", train_size = 48, test_size = 0, image_size = 8, num_classes = 3 }
+batch_size = 16
+val_split = 16
+workers = 0
+cache = false
+
+[model]
+name = "simple_cnn"
+widths = [4]
+
+[optimizer]
+name = "sgd"
+lr = 0.05
+
+[loss]
+name = "cross_entropy"
+
+[[callbacks]]
+name = "checkpoint"
+"""
+
+
+def check_procedure(factory: Callable[..., Any]) -> None:
+    """Procedure contract: ``run`` trains a tiny one-stage recipe (simple_cnn on 32 synthetic
+    images, 2 epochs) in a temporary directory and returns its evaluation, a dict with
+    validation metrics; the stage's checkpoint is written there."""
+    import tempfile
+    from pathlib import Path
+
+    from cvkit.plugins import default_registry
+    from cvkit.recipe import parse_recipe_text, validate_recipe
+    from cvkit.stages import StageRun
+
+    registry = default_registry()
+    recipe = validate_recipe(parse_recipe_text(PROCEDURE_CHECK_RECIPE, "contract"), registry)
+    procedure = factory()
+    assert callable(getattr(procedure, "run", None)), "a procedure needs run(stage) -> dict"
+    with tempfile.TemporaryDirectory() as folder:
+        stage = StageRun("", recipe, Path(folder), registry, torch.device("cpu"))
+        evaluation = procedure.run(stage)
+        assert isinstance(evaluation, dict), f"run returned {type(evaluation).__name__}, not a dict"
+        assert 0.0 <= evaluation["val"]["top1"] <= 1.0, "the evaluation lacks val top-1 accuracy"
+        assert (Path(folder) / "checkpoints" / "last.pt").is_file(), "no checkpoint was written"
+
+
 CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {
     "model": check_model,
     "attention": check_attention,
@@ -464,6 +516,7 @@ CHECKS: dict[str, Callable[[Callable[..., Any]], None]] = {
     "loss": check_loss,
     "dataset": check_dataset,
     "callback": check_callback,
+    "procedure": check_procedure,
 }
 """The contract check of each kind."""
 

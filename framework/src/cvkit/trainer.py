@@ -129,6 +129,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
         self.requires_closure = bool(getattr(optimizer, "requires_closure", False))
+        self.loss_uses_inputs = bool(getattr(loss, "uses_inputs", False))
         if self.requires_closure and self.scaler is not None:
             raise CvkitError(
                 f"{type(optimizer).__name__} steps with a closure, which fp16 gradient scaling cannot"
@@ -209,7 +210,7 @@ class Trainer:
         else:
             with self._autocast():
                 logits = self.forward(images)
-                loss = self.loss(logits, targets)
+                loss = self._loss(logits, targets, images)
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -237,7 +238,7 @@ class Trainer:
             again = frozen_running_stats(self.model) if first else contextlib.nullcontext()
             with self._autocast(), again:
                 logits = self.forward(images)
-                loss = self.loss(logits, targets)
+                loss = self._loss(logits, targets, images)
             loss.backward()
             self._clip(unscale=False)
             if not first:
@@ -248,6 +249,11 @@ class Trainer:
         if not first:
             raise CvkitError(f"{type(self.optimizer).__name__}.step did not call its closure")
         return first[0]
+
+    def _loss(self, logits: Tensor, targets: Tensor, images: Tensor) -> Tensor:
+        if self.loss_uses_inputs:  # distillation: the teacher sees the same batch
+            return self.loss(logits, targets, images)
+        return self.loss(logits, targets)
 
     def _clip(self, *, unscale: bool) -> None:
         if self.clip_grad_norm is None and self.clip_grad_value is None:

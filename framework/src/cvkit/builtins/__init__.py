@@ -13,6 +13,7 @@ from cvkit.builtins import (
     schedulers,
 )
 from cvkit.hookspecs import Register
+from cvkit.stages import StandardProcedure
 
 
 @hookimpl
@@ -126,3 +127,8 @@ def register_callbacks(register: Register) -> None:
         callbacks.ProgressiveResizing,
         examples=[{}, {"schedule": {"1": 16, "3": 32}}],
     )
+
+
+@hookimpl
+def register_procedures(register: Register) -> None:
+    register("standard", StandardProcedure)

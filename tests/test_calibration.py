@@ -1,0 +1,98 @@
+"""Calibration (temperature scaling, ECE, class thresholds), test-time augmentation and
+soft-voting ensembles in cvkit eval."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from cvkit.calibration import (
+    calibration_report,
+    expected_calibration_error,
+    fit_class_thresholds,
+    fit_temperature,
+    macro_f1,
+    threshold_predictions,
+)
+from cvkit.errors import CvkitError
+from cvkit.run import train
+from cvkit.tta import check_tta, tta_views
+
+from conftest import TINY_RECIPE
+
+
+def test_ece_of_hand_computed_bins() -> None:
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.3, 0.7]])
+    labels = torch.tensor([0, 1, 0, 1])
+    # bin (0.8, 0.867]: confidence 0.9, accuracy 0.5 -> gap 0.4 x 2/4; bins of 0.6 and 0.7:
+    # accuracy 1 -> gaps 0.4 and 0.3, x 1/4 each
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.2 + 0.1 + 0.075)
+    assert expected_calibration_error(torch.eye(2), torch.tensor([0, 1])) == pytest.approx(0)
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_labels() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(20_000, 5) * 3
+    labels = torch.multinomial((logits / 2.0).softmax(1), 1).squeeze(1)  # true T = 2
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.05)
+    report = calibration_report((logits, labels))
+    assert report["val"]["ece_after"] < report["val"]["ece_before"]
+    assert report["val"]["nll_after"] < report["val"]["nll_before"]
+    assert report["val"]["top1"] == pytest.approx((logits.argmax(1) == labels).float().mean())
+
+
+def test_class_thresholds_never_lower_the_fitted_macro_f1() -> None:
+    torch.manual_seed(1)
+    probs = torch.rand(300, 4).softmax(1)
+    labels = torch.randint(0, 4, (300,))
+    thresholds = fit_class_thresholds(probs, labels)
+    fitted = macro_f1(threshold_predictions(probs, thresholds), labels, 4)
+    assert fitted >= macro_f1(probs.argmax(1), labels, 4)
+    assert torch.equal(threshold_predictions(probs, torch.ones(4)), probs.argmax(1))
+
+
+def test_tta_views_are_the_batch_its_shifts_and_mirrors() -> None:
+    images = torch.rand(2, 3, 32, 32)
+    flips = tta_views(images, ["flip"])
+    assert len(flips) == 2 and torch.equal(flips[1], images.flip(-1))
+    both = tta_views(images, ["flip", "crop"])
+    assert len(both) == 10 and all(v.shape == images.shape for v in both)
+    assert torch.equal(both[1][..., 2:, 2:], images[..., :-2, :-2])  # shifted by 2 pixels
+    with pytest.raises(CvkitError, match="unknown view 'flop'"):
+        check_tta(["flop"])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, registry):
+    folder = tmp_path_factory.mktemp("calibrated")
+    recipe = folder / "tiny.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=folder.as_posix()))
+    return train(recipe, output=folder / "run", registry=registry)
+
+
+def test_a_run_records_its_calibration(finished_run) -> None:
+    calibration = finished_run.evaluation["calibration"]
+    assert calibration["temperature"] > 0 and len(calibration["thresholds"]) == 4
+    for split in ("val", "test"):
+        assert 0 <= calibration[split]["ece_after"] <= 1
+    stored = json.loads((finished_run.run_dir / "eval.json").read_text())
+    assert stored["calibration"] == calibration
+
+
+def test_eval_with_tta_and_an_ensemble_of_one_run_twice(finished_run, run_cli, tmp_path) -> None:
+    run = str(finished_run.run_dir)
+    plain = json.loads(run_cli("eval", run, "--json").stdout)
+    assert plain["val"] == finished_run.evaluation["val"]
+    twice = run_cli("eval", "--ensemble", run, run, "--json", "--out", str(tmp_path / "e.json"))
+    assert twice.exit_code == 0, twice.output
+    voted = json.loads((tmp_path / "e.json").read_text())
+    # two identical members: the same predictions as one
+    assert voted["val"]["confusion_matrix"] == plain["val"]["confusion_matrix"]
+    assert len(voted["members"]) == 2
+    tta = run_cli("eval", run, "--tta", "flip,crop")
+    assert tta.exit_code == 0, tta.output
+    assert "test-time augmentation: flip, crop" in tta.output and "calibration" in tta.output
+    refused = run_cli("eval", run, run)
+    assert refused.exit_code == 2 and "add --ensemble" in refused.output
