@@ -49,8 +49,13 @@ def staged(tmp_path_factory, registry):
 
 
 def test_a_stage_takes_its_own_keys_over_the_top_level_ones(tmp_path, registry) -> None:
-    recipe = load_recipe(write_recipe(tmp_path), registry=registry)
+    extra = STAGES + 'augment.train = [{ name = "hflip" }]\ntrainer.clip_grad_norm = 1.0\n'
+    recipe = load_recipe(write_recipe(tmp_path, extra), registry=registry)
     first, second = (recipe.stage_recipe(stage) for stage in recipe.stages)
+    # augment and trainer merge key by key: the stage's training list, the top-level eval list
+    assert [a.name for a in second.augment.train] == ["hflip"]
+    assert second.augment.eval == recipe.augment.eval and len(second.augment.eval) == 1
+    assert second.trainer.clip_grad_norm == 1.0 and first.trainer.clip_grad_norm is None
     assert first.experiment.epochs == 2 and first.optimizer == recipe.optimizer
     assert second.optimizer.name == "adam" and second.experiment.epochs == 1
     assert second.model.params["freeze"] == ["features"]

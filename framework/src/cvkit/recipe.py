@@ -205,8 +205,9 @@ class Stage:
         optimizer: the optimizer table (default: the top-level one).
         scheduler: the scheduler table (default: the top-level one).
         loss: the loss table (default: the top-level one).
-        augment: the augmentation lists (default: the top-level ones).
-        trainer: the training-loop settings (default: the top-level ones).
+        augment: the augmentation lists; the keys it sets replace the top-level ones, the
+            others (e.g. ``eval`` when it sets ``train``) are inherited.
+        trainer: the training-loop settings, merged key by key over the top-level ones.
         callbacks: the callback list (default: the top-level one); progressive unfreezing
             is the ``unfreeze`` callback, freezing is ``model.freeze``.
     """
@@ -516,10 +517,31 @@ def _path_text(path: Sequence[str | int]) -> str:
     return text
 
 
+STAGE_MERGED_TABLES = ("augment", "trainer")
+"""Tables a stage merges key by key over the top-level ones (a stage's ``augment.train``
+keeps the top-level ``augment.eval``); component tables and lists replace."""
+
+
+def _stages_over_top_level(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each stage's augment and trainer tables merged over the top-level ones."""
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        return data
+    merged = []
+    for stage in stages:
+        if isinstance(stage, dict):
+            stage = dict(stage)
+            for key in STAGE_MERGED_TABLES:
+                if isinstance(stage.get(key), dict) and isinstance(data.get(key), dict):
+                    stage[key] = _deep_merge(data[key], stage[key])
+        merged.append(stage)
+    return {**data, "stages": merged}
+
+
 def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
     """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its location."""
     validator = Validator(registry.lookup, locate=raw.where)
-    recipe = validator.value(raw.data, Recipe, "")
+    recipe = validator.value(_stages_over_top_level(raw.data), Recipe, "")
     if validator.problems:
         raise RecipeError([f"{raw.where(p.key)}: {p.message}" for p in validator.problems])
     return recipe
