@@ -36,6 +36,7 @@ choices = [8, 16]
         ),
         ('["x"]\ntype = "categorical"\nchoices = []\n', "non-empty choices"),
         ('["x"]\ntype = "int"\nlow = 1\nhigh = 3\nlog_scale = true\n', "unknown keys log_scale"),
+        ('["x"]\ntype = "float"\nlow = 1\nhigh = 3\nlog = true\nstep = 0.5\n', "cannot combine"),
     ],
 )
 def test_a_bad_space_names_the_file_and_key(tmp_path, text, message) -> None:

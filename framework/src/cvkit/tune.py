@@ -105,10 +105,16 @@ def _parameter(path: Path, key: str, table: Any) -> SearchParameter:
     numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
     if not numbers or low >= high:
         raise CvkitError(f"{where}: needs numbers low < high, got low={low!r}, high={high!r}")
-    log_scale = table.get("log", False)
+    log_scale, step = table.get("log", False), table.get("step")
     if log_scale and low <= 0:
         raise CvkitError(f"{where}: log = true needs low > 0, got {low}")
-    return SearchParameter(key, kind, float(low), float(high), bool(log_scale), table.get("step"))
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+    ):
+        raise CvkitError(f"{where}: step must be a number > 0, got {step!r}")
+    if log_scale and step not in (None, 1):
+        raise CvkitError(f"{where}: Optuna cannot combine log = true with step = {step}")
+    return SearchParameter(key, kind, float(low), float(high), bool(log_scale), step)
 
 
 def assignment(key: str, value: Any) -> str:
