@@ -409,16 +409,13 @@ def eval_command(
     Also fits temperature scaling and class-specific thresholds on the validation split and
     reports expected calibration error and negative log-likelihood before and after.
     """
-    from cvkit.inference import ensemble_members, evaluate
+    from cvkit.inference import evaluate
 
-    count = sum(len(ensemble_members(source)) for source in sources)
-    if count > 1 and not ensemble:
-        raise CvkitError(
-            f"{count} checkpoints given ({', '.join(map(str, sources))}); add --ensemble to "
-            "soft-vote them"
-        )
     views = [v.strip() for v in tta.split(",") if v.strip()]
-    result = evaluate(list(sources), overrides=overrides, tta=views, registry=_registry())
+    result = evaluate(
+        list(sources), overrides=overrides, ensemble=ensemble, tta=views, registry=_registry()
+    )
+    count = len(result["members"])
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -109,10 +109,12 @@ def evaluate(
     sources: Path | Sequence[Path],
     *,
     overrides: Sequence[str] = (),
+    ensemble: bool = False,
     tta: Sequence[str] = (),
     registry: Registry | None = None,
 ) -> dict[str, Any]:
-    """Metrics of a checkpoint (or run directory), or of the soft-voting ensemble of several,
+    """Metrics of a checkpoint (or run directory), or with ``ensemble`` of the soft-voting
+    ensemble of several (CvkitError when several are given without it),
     on the first one's validation and test splits, with the calibration fitted on validation.
 
     Each member sees the split through its own recipe's evaluation augmentations and input
@@ -122,11 +124,13 @@ def evaluate(
     registry = registry or default_registry()
     sources = [sources] if isinstance(sources, Path) else list(sources)
     tta = check_tta(tta)
-    members = [
-        _load_member(path, overrides, registry)
-        for source in sources
-        for path in ensemble_members(source)
-    ]
+    paths = [path for source in sources for path in ensemble_members(source)]
+    if len(paths) > 1 and not ensemble:
+        raise CvkitError(
+            f"{len(paths)} checkpoints given ({', '.join(map(str, sources))}); add --ensemble "
+            "to soft-vote them"
+        )
+    members = [_load_member(path, overrides, registry) for path in paths]
     first = members[0]
     classes = first.checkpoint["classes"]
     for member in members[1:]:
