@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cvkit-installed
-# Development only: the linter, and timm as a reference implementation in equivalence tests.
-DEV_TOOLS := ruff timm
+# Development only: the linter, the type checker, and timm as a reference implementation in
+# equivalence tests.
+DEV_TOOLS := ruff mypy timm
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 
-.PHONY: install quickstart test lint clean
+.PHONY: install quickstart test test-fast lint typecheck clean
 
 install: $(STAMP)
 
@@ -18,15 +19,26 @@ $(STAMP): framework/pyproject.toml $(wildcard plugins/*/pyproject.toml) constrai
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt \
-		-e "./framework[testing,tune]" $(foreach p,$(PLUGINS),-e ./$(p)) $(DEV_TOOLS)
+		-e "./framework[testing]" $(foreach p,$(PLUGINS),-e ./$(p)) $(DEV_TOOLS)
 	touch $(STAMP)
 
 quickstart: $(STAMP)
 	$(BIN)/cvkit run recipes/quickstart.toml
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# The whole suite: tests/ (the core) and plugins/*/tests/ (each plugin's own), after the
+# linter and the type checker.
+test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+# The edit loop: the same without the slow end-to-end tests (subprocesses, installs).
+test-fast: lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy framework/src $(wildcard plugins/*/src)
 
 clean:
 	rm -rf $(VENV)

@@ -23,19 +23,15 @@ from typing import Any
 
 import torch
 
-from cvkit.build import trainable_parameters
-from cvkit.checkpoint import load_checkpoint
-from cvkit.inference import checkpoint_path, checkpoint_recipe, model_from_checkpoint
-from cvkit.plugins import default_registry
+from cvkit.engine.build import trainable_parameters
+from cvkit.engine.trained_model import restore
+from cvkit.registry.loading import default_registry
 
 
 def latency(source: Path, *, threads: int, warmup: int, repeats: int) -> dict[str, Any]:
     """Batch-1 CPU latency of the model saved at ``source`` (a run directory or checkpoint)."""
-    registry = default_registry()
-    path = checkpoint_path(source)
-    checkpoint = load_checkpoint(path)
-    recipe = checkpoint_recipe(checkpoint, path, (), registry)
-    model = model_from_checkpoint(checkpoint, path, recipe, registry).eval()
+    trained = restore(source, default_registry())
+    recipe, checkpoint, model = trained.recipe, trained.checkpoint, trained.model.eval()
     size = recipe.data.input_size or checkpoint["image_size"]
     image = torch.rand(1, checkpoint["in_channels"], *size)
     torch.set_num_threads(threads)
@@ -49,7 +45,7 @@ def latency(source: Path, *, threads: int, warmup: int, repeats: int) -> dict[st
             times.append((time.perf_counter() - start) * 1000)
     deciles = statistics.quantiles(times, n=10)
     return {
-        "checkpoint": str(path),
+        "checkpoint": str(trained.path),
         "model": recipe.model.key,
         "trainable_parameters": trainable_parameters(model),
         "input": [1, checkpoint["in_channels"], *size],

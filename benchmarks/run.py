@@ -30,16 +30,13 @@ import torchvision
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from cvkit.builtins.augmentations import (
-    NORMALIZATION_PRESETS,
-    HorizontalFlip,
-    Normalize,
-    RandomCrop,
-)
-from cvkit.builtins.models import SimpleCNN
-from cvkit.data import ImageTensors
-from cvkit.loaders import BatchLoader
-from cvkit.trainer import Trainer
+from cvkit.builtins.flip import HorizontalFlip
+from cvkit.builtins.normalize import NORMALIZATION_PRESETS, Normalize
+from cvkit.builtins.random_crop import RandomCrop
+from cvkit.builtins.simple_cnn import SimpleCNN
+from cvkit.data.batches import BatchLoader
+from cvkit.data.tensors import ImageTensors
+from cvkit.engine.trainer import TrainingLoop
 
 ROOT = Path(__file__).resolve().parents[1]
 MEAN, STD = (list(v) for v in NORMALIZATION_PRESETS["cifar10"])
@@ -91,7 +88,7 @@ def hand_written_epoch(
 def overhead(
     name: str, make_model: Any, batch: int, steps: int, trials: int, device: torch.device
 ) -> dict:
-    """Interleaved trials of the hand-written loop and cvkit's Trainer on the same batches."""
+    """Interleaved trials of the hand-written loop and cvkit's TrainingLoop on the same batches."""
     data = cifar_like(batch * steps)
     torch.manual_seed(0)
     reference = make_model().to(device)
@@ -116,13 +113,8 @@ def overhead(
         return batch * steps / (time.perf_counter() - start)
 
     def run_cvkit() -> float:
-        trainer = Trainer(
-            model=ours,
-            optimizer=ours_opt,
-            loss=nn.CrossEntropyLoss(),
-            train_loader=loader,
-            epochs=1,
-            device=device,
+        trainer = TrainingLoop(
+            ours, ours_opt, nn.CrossEntropyLoss(), loader, epochs=1, device=device
         )
         synchronize(device)
         start = time.perf_counter()
@@ -217,16 +209,16 @@ def pipeline(count: int, batch: int, device: torch.device) -> dict:
 
 def end_to_end(device: torch.device, compute_steps: int) -> dict:
     """One epoch of the small-CNN recipe on the CIFAR-10 JPEGs vs the model's compute alone."""
-    from cvkit.build import build_model
-    from cvkit.plugins import default_registry
-    from cvkit.recipe import load_recipe
-    from cvkit.run import train
+    from cvkit.commands.run import train
+    from cvkit.engine.build import build_model
+    from cvkit.recipe.loading import load_recipe
+    from cvkit.registry.loading import default_registry
 
     recipe_path = ROOT / "recipes" / "cifar10_small_cnn.toml"
     registry = default_registry()
     device_name = "cuda" if device.type == "cuda" else "cpu"
     overrides = ["experiment.epochs=1", f"experiment.device={device_name}"]
-    recipe = load_recipe(recipe_path, overrides, registry)
+    recipe = load_recipe(recipe_path, overrides, registry=registry)
     batch = recipe.data.batch_size
     torch.manual_seed(0)
     model = build_model(recipe, registry, num_classes=10, in_channels=3).to(device)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from cvkit import hookimpl
-from cvkit.callbacks import Callback
+from cvkit.engine.callback import Callback
 
 
 class _AtBatch(Callback):
@@ -129,7 +129,7 @@ class Twice:
     def run(self, stage: Any) -> dict[str, Any]:
         import attrs
 
-        from cvkit.stages import train_stage
+        from cvkit.engine.stage import train_stage
 
         (stage.run_dir / "procedure.txt").write_text(self.note)
         first = train_stage(attrs.evolve(stage, run_dir=stage.run_dir / "first"))

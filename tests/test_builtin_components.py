@@ -10,15 +10,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from cvkit.builtins import optimizers, schedulers
-from cvkit.builtins.augmentations import (
-    NORMALIZATION_PRESETS,
-    HorizontalFlip,
-    Normalize,
-    RandomCrop,
-)
-from cvkit.builtins.losses import cross_entropy
-from cvkit.builtins.models import SimpleCNN
+from cvkit.builtins import schedules as schedulers, torch_optimizers as optimizers
+from cvkit.builtins.cross_entropy import cross_entropy
+from cvkit.builtins.flip import HorizontalFlip
+from cvkit.builtins.normalize import NORMALIZATION_PRESETS, Normalize
+from cvkit.builtins.random_crop import RandomCrop
+from cvkit.builtins.simple_cnn import SimpleCNN
 
 
 def all_crops(image: torch.Tensor, padding: int, mode: str) -> torch.Tensor:
@@ -195,7 +192,7 @@ def test_simple_cnn_places_attention_after_each_stage_and_accepts_any_size() -> 
 
 
 def test_resize_changes_the_batch_size_on_both_axes() -> None:
-    from cvkit.builtins.augmentations import Resize
+    from cvkit.builtins.resizing import Resize
 
     images = torch.rand(2, 3, 8, 6)
     out, _ = Resize(size=[16, 12])(images, None)
@@ -207,7 +204,7 @@ def test_resize_changes_the_batch_size_on_both_axes() -> None:
 
 
 def test_torchvision_adapter_builds_any_v2_transform_and_rejects_unknown_ones() -> None:
-    from cvkit.builtins.augmentations import TorchvisionTransform
+    from cvkit.builtins.torchvision_transforms import TorchvisionTransform
 
     flip = TorchvisionTransform("RandomHorizontalFlip", {"p": 1.0})
     image = torch.arange(12, dtype=torch.uint8).reshape(1, 3, 4)
@@ -218,16 +215,3 @@ def test_torchvision_adapter_builds_any_v2_transform_and_rejects_unknown_ones() 
         TorchvisionTransform("RandAugment", {"bogus": 1})
 
 
-def test_digits_split_is_stratified_seeded_and_complete() -> None:
-    from cvkit_digits import Digits
-
-    train, test = Digits().load("train"), Digits().load("test")
-    assert len(train) + len(test) == 1797 and train.images.shape[1:] == (1, 8, 8)
-    assert int(train.images.max()) == 255 and train.classes == tuple("0123456789")
-    shares = torch.bincount(test.labels, minlength=10) / (
-        torch.bincount(test.labels, minlength=10) + torch.bincount(train.labels, minlength=10)
-    )
-    assert torch.allclose(shares, torch.full((10,), 0.2), atol=0.01)
-    assert not torch.equal(Digits(seed=1).load("test").labels, test.labels)
-    with pytest.raises(ValueError, match="test_fraction"):
-        Digits(test_fraction=1.0)

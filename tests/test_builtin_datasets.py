@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from cvkit.builtins.datasets import ImageFolder, SyntheticImages, cifar10, cifar100
+from cvkit.builtins.cifar import cifar10, cifar100
+from cvkit.builtins.imagefolder import ImageFolder
+from cvkit.builtins.synthetic import SyntheticImages
 from cvkit.errors import DatasetError
 from cvkit.testing import check_dataset
 

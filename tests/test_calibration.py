@@ -8,7 +8,8 @@ import json
 import pytest
 import torch
 
-from cvkit.calibration import (
+from cvkit.commands.run import train
+from cvkit.engine.calibration import (
     calibration_report,
     expected_calibration_error,
     fit_class_thresholds,
@@ -16,11 +17,9 @@ from cvkit.calibration import (
     macro_f1,
     threshold_predictions,
 )
+from cvkit.engine.tta import check_tta, tta_views
 from cvkit.errors import CvkitError
-from cvkit.run import train
-from cvkit.tta import check_tta, tta_views
-
-from conftest import TINY_RECIPE
+from cvkit.testing import TINY_RECIPE
 
 
 def test_ece_of_hand_computed_bins() -> None:

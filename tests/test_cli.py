@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from cvkit import __version__
-from cvkit.build import trainable_parameters
-from cvkit.kinds import KINDS
-from cvkit.recipe import load_recipe
+from cvkit.engine.build import trainable_parameters
+from cvkit.recipe.loading import load_recipe
+from cvkit.registry.kinds import KINDS
 
 from conftest import RECIPES, run_cvkit
 
@@ -110,15 +112,28 @@ def test_info_json(run_cli) -> None:
 
 def test_plugins_lists_distributions_and_components(run_cli) -> None:
     data = json.loads(run_cli("plugins", "--json").stdout)
-    by_dist = {p["dist"]: p for p in data}
-    assert by_dist["cvkit-squeeze-excitation"]["components"] == ["attention/se"]
-    assert by_dist["cvkit"]["errors"] == [] and "model/simple_cnn" in by_dist["cvkit"]["components"]
+    by_name = {p["name"]: p for p in data}
+    se = next(p for p in data if p["dist"] == "cvkit-squeeze-excitation")
+    assert se["components"] == ["attention/se"] and se["module"] == "cvkit_squeeze_excitation"
+    builtin = by_name["cvkit.builtins.simple_cnn"]
+    assert builtin["dist"] == "cvkit" and builtin["components"] == ["model/simple_cnn"]
+    assert all(not p["errors"] and not p["warnings"] for p in data)
     text = run_cli("plugins").stdout
     assert "cvkit-squeeze-excitation 0.1.0" in text and "attention/se" in text
 
 
+def test_plugins_shows_which_builtin_module_provides_each_component(run_cli) -> None:
+    data = json.loads(run_cli("plugins", "--json").stdout)
+    builtins = [p for p in data if p["dist"] == "cvkit"]
+    assert all(p["name"].startswith("cvkit.builtins.") for p in builtins)
+    provided = [c for p in builtins for c in p["components"]]
+    assert len(provided) == len(set(provided)) == sum(len(names) for names in BUILTINS.values())
+    text = run_cli("plugins").stdout
+    assert "[cvkit.builtins.schedules]  6 components" in text
+
+
 def test_check_prints_the_resolved_recipe_and_parameter_count(run_cli, registry) -> None:
-    from cvkit.build import build_dataset, build_model
+    from cvkit.engine.build import build_dataset, build_model
 
     recipe = load_recipe(RECIPES / "quickstart.toml", registry=registry)
     dataset = build_dataset(recipe, registry)
@@ -158,3 +173,150 @@ def test_check_json_has_params_and_recipe(run_cli) -> None:
         and data["in_channels"] == 1
         and data["splits"] == ["train", "test"]
     )
+
+
+BROKEN_COMPONENTS = '''
+import torch
+from torch import nn
+
+from cvkit import hookimpl
+
+
+class ShrinkingGate(nn.Module):
+    """An attention block with a planted bug: it drops the last channel.
+
+    Args:
+        channels: channels of the input.
+        reduction: kept for drop-in compatibility with se.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def forward(self, x):
+        return (x * self.weight)[:, :-1]
+
+
+class Flat(nn.Module):
+    """A model with a planted bug: one logit too many.
+
+    Args:
+        num_classes: classes.
+        in_channels: input channels.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels, num_classes + 1)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)))
+
+
+class Sizeless:
+    """Synthetic data whose image size is only known once loaded.
+
+    Args:
+        size: height and width.
+    """
+
+    num_classes, in_channels, splits = 10, 1, ("train",)
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+
+    def load(self, split):
+        from cvkit import ImageTensors
+
+        images = torch.zeros(20, 1, self.size, self.size, dtype=torch.uint8)
+        return ImageTensors(images, torch.arange(20) % 10, tuple("0123456789"))
+
+
+@hookimpl
+def register_attention(register):
+    register("shrinking_gate", ShrinkingGate, examples=[])
+
+
+@hookimpl
+def register_datasets(register):
+    register("sizeless", Sizeless, examples=[])
+
+
+@hookimpl
+def register_models(register):
+    register("flat", Flat, examples=[])
+'''
+
+
+@pytest.fixture
+def broken_components(tmp_path, monkeypatch):
+    """CVKIT_PLUGINS=broken_components: an attention block and a model that break their
+    contracts (their examples=[] keep them out of the contract tests)."""
+    (tmp_path / "broken_components.py").write_text(BROKEN_COMPONENTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CVKIT_PLUGINS", "broken_components")
+
+
+def test_check_runs_the_model_once_at_the_input_size(run_cli) -> None:
+    result = run_cli("check", str(RECIPES / "quickstart.toml"))
+    assert "model/simple_cnn: forward pass of 2x1x8x8 images ok" in result.stdout
+    data = json.loads(run_cli("check", str(RECIPES / "quickstart.toml"), "--json").stdout)
+    assert data["input_shape"] == [2, 1, 8, 8]
+
+
+def test_check_catches_an_attention_block_that_changes_the_shape(
+    broken_components, run_cli
+) -> None:
+    result = run_cli(
+        "check", str(RECIPES / "quickstart.toml"), "--set", "model.attention.name=shrinking_gate"
+    )
+    assert result.exit_code == 2
+    assert (
+        "attention/shrinking_gate breaks the attention contract: attention block on input "
+        "(4, 64, 7, 6) torch.float32: output shape (4, 63, 7, 6) != input shape"
+    ) in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_check_catches_a_model_with_the_wrong_output(broken_components, run_cli) -> None:
+    result = run_cli("check", str(RECIPES / "quickstart.toml"), "--set", "model=flat")
+    assert result.exit_code == 2
+    assert (
+        "model/flat: a forward pass of 2x1x8x8 images gave (2, 11), expected (2, 10)"
+        in result.stderr
+    )
+
+
+def test_check_reads_an_image_folders_size_from_its_first_file(tmp_path, run_cli) -> None:
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        Image.new("RGB", (12, 10)).save(tmp_path / "images" / label / "0.png")
+    folder = (tmp_path / "images").as_posix()
+    result = run_cli(
+        "check",
+        str(RECIPES / "quickstart.toml"),
+        "--set",
+        f'data.dataset={{ name = "imagefolder", root = "{folder}" }}',
+    )
+    assert result.exit_code == 0, result.output
+    assert "model/simple_cnn: forward pass of 2x3x10x12 images ok" in result.stdout
+
+
+def test_check_skips_the_forward_pass_when_the_image_size_is_unknown(
+    broken_components, run_cli
+) -> None:
+    result = run_cli("check", str(RECIPES / "quickstart.toml"), "--set", "data.dataset=sizeless")
+    assert result.exit_code == 0, result.output
+    assert "model/simple_cnn: forward pass skipped (the image size is unknown" in result.stdout
+    sized = run_cli(
+        "check",
+        str(RECIPES / "quickstart.toml"),
+        "--set",
+        "data.dataset=sizeless",
+        "--set",
+        "data.image_size=6",
+    )
+    assert "forward pass of 2x1x6x6 images ok" in sized.stdout

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from cvkit.kinds import KINDS
-from cvkit.plugins import default_registry
-from cvkit.registry import Registry
+from cvkit.registry.kinds import KINDS
+from cvkit.registry.loading import default_registry
+from cvkit.registry.registry import Registry
 from cvkit.testing import CHECKS, ContractCase, contract_cases
 
 CASES = contract_cases(default_registry())

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvkit.builtins.datasets import ImageFolder, SyntheticImages
-from cvkit.components import ComponentSpec
-from cvkit.data_cache import cache_path, load_split
+from cvkit.builtins.imagefolder import ImageFolder
+from cvkit.builtins.synthetic import SyntheticImages
+from cvkit.data.cache import cache_path, load_split
+from cvkit.registry.specs import ComponentSpec
 
 
 class Counting(SyntheticImages):

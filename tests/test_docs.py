@@ -7,8 +7,9 @@ import shlex
 
 import pytest
 
-from cvkit.params import parameters_of
-from cvkit.recipe import Data, Experiment, Recipe, Trainer, load_recipe
+from cvkit.recipe.loading import load_recipe
+from cvkit.recipe.schema import DataSettings, ExperimentSettings, Recipe, TrainerSettings
+from cvkit.registry.parameters import parameters_of
 
 from conftest import ROOT
 
@@ -19,7 +20,7 @@ PLUGIN_READMES = sorted((ROOT / "plugins").glob("*/README.md"))
 TOML_BLOCK = re.compile(r"^```toml\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 
 
-@pytest.mark.parametrize("section", [Experiment, Data, Trainer])
+@pytest.mark.parametrize("section", [ExperimentSettings, DataSettings, TrainerSettings])
 def test_recipe_reference_documents_every_key(section) -> None:
     for parameter in parameters_of(section):
         assert f"| `{parameter.name}` |" in RECIPES_DOC, parameter.name

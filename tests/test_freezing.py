@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cvkit.builtins.callbacks import Unfreeze
-from cvkit.builtins.models import SimpleCNN
-from cvkit.checkpoint import load_checkpoint
+from cvkit.builtins.simple_cnn import SimpleCNN
+from cvkit.builtins.unfreeze import Unfreeze
+from cvkit.engine.checkpoint import load_checkpoint
 from cvkit.errors import CvkitError
-from cvkit.freezing import apply_freezing
+from cvkit.models.freezing import apply_freezing
 
 
 def trainable_names(model: torch.nn.Module) -> set[str]:
@@ -121,7 +121,7 @@ def test_a_run_trains_only_what_is_unfrozen_and_check_reports_both_counts(
 
 
 def test_dropout_schedule_moves_every_dropout_layer_linearly_and_resumes() -> None:
-    from cvkit.builtins.callbacks import DropoutSchedule
+    from cvkit.builtins.dropout_schedule import DropoutSchedule
 
     model = SimpleCNN(10, 3, widths=[4], dropout=0.1)
     schedule = DropoutSchedule(start=0.5, end=0.2, epochs=4)

@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from cvkit import hookimpl, hookspecs
-from cvkit.augment import BatchAugmentation
-from cvkit.builtins.datasets import SyntheticImages
-from cvkit.callbacks import Callback
-from cvkit.kinds import KINDS, get_kind
-from cvkit.plugins import load_registry
-from cvkit.stages import StandardProcedure
+from cvkit.builtins.standard_procedure import StandardProcedure
+from cvkit.builtins.synthetic import SyntheticImages
+from cvkit.data.augmentation import BatchAugmentation, PerSampleAugmentation
+from cvkit.engine.callback import Callback
+from cvkit.registry.kinds import KINDS, get_kind
+from cvkit.registry.loading import load_registry
 from cvkit.testing import CHECKS
 
 SPECS = {
@@ -25,12 +25,30 @@ SPECS = {
 }
 
 
-def test_every_hookspec_is_a_documented_kind() -> None:
-    assert set(SPECS) == {kind.hook for kind in KINDS.values()}
-    for name, spec in SPECS.items():
-        assert list(inspect.signature(spec).parameters) == ["register"], name
+def test_every_hookspec_is_a_documented_kind_or_the_commands_hook() -> None:
+    assert set(SPECS) == {kind.hook for kind in KINDS.values()} | {"register_commands"}
+    for kind in KINDS.values():
+        spec = SPECS[kind.hook]
+        assert list(inspect.signature(spec).parameters) == ["register"], kind.hook
         doc = inspect.getdoc(spec) or ""
-        assert "factory(" in doc, f"{name} does not state the factory's call signature"
+        assert "factory(" in doc, f"{kind.hook} does not state the factory's call signature"
+    assert list(inspect.signature(SPECS["register_commands"]).parameters) == ["cli"]
+
+
+def test_every_capability_is_declared_once_for_a_kind_and_read_through_the_table() -> None:
+    for capability in hookspecs.CAPABILITIES.values():
+        assert capability.kind in KINDS and capability.doc, capability
+    assert hookspecs.capability(object(), "priority") == hookspecs.CAPABILITIES["priority"].default
+    with pytest.raises(KeyError):
+        hookspecs.capability(object(), "soft_target")  # a misspelt flag is no silent default
+
+
+def test_base_classes_declare_the_table_defaults() -> None:
+    table = hookspecs.CAPABILITIES
+    assert Callback.priority == table["priority"].default
+    for name in ("soft_targets", "changes_size", "per_sample", "min_size"):
+        assert getattr(BatchAugmentation, name) == table[name].default, name
+    assert PerSampleAugmentation.per_sample is True
 
 
 def test_kinds_accept_plurals_and_reject_unknown_names() -> None:
@@ -59,10 +77,10 @@ class Quiet(Callback):
 
 def _plugin_for_every_hook() -> types.ModuleType:
     """A plugin implementing every registration hook, one small real component each."""
-    from cvkit.builtins import models, optimizers, schedulers
+    from cvkit.builtins import schedules as schedulers, simple_cnn, torch_optimizers as optimizers
 
     factories = {
-        "model": models.SimpleCNN,
+        "model": simple_cnn.SimpleCNN,
         "attention": Scale,
         "augmentation": Identity,
         "optimizer": optimizers.sgd,

@@ -10,9 +10,9 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from cvkit.builtins.augmentations import RandomResizedCrop
-from cvkit.data import ImageTensors
-from cvkit.loaders import BatchLoader
+from cvkit.builtins.resizing import RandomResizedCrop
+from cvkit.data.batches import BatchLoader
+from cvkit.data.tensors import ImageTensors
 
 
 def test_crops_with_a_fixed_scale_and_ratio_have_torchvisions_size_and_fit() -> None:
@@ -150,7 +150,7 @@ name = "checkpoint"
 def test_progressive_resizing_resizes_training_batches_by_epoch(tmp_path, run_cli) -> None:
     from types import SimpleNamespace
 
-    from cvkit.builtins.callbacks import ProgressiveResizing
+    from cvkit.builtins.progressive_resizing import ProgressiveResizing
 
     images = torch.randint(0, 256, (8, 3, 12, 12), dtype=torch.uint8)
     loader = BatchLoader(

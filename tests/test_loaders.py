@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cvkit.builtins.augmentations import HorizontalFlip, Normalize, TorchvisionTransform
-from cvkit.builtins.datasets import SyntheticImages
-from cvkit.data import ImageTensors
+from cvkit.builtins.flip import HorizontalFlip
+from cvkit.builtins.normalize import Normalize
+from cvkit.builtins.synthetic import SyntheticImages
+from cvkit.builtins.torchvision_transforms import TorchvisionTransform
+from cvkit.data.batches import BatchLoader, batches_per_epoch, check_order
+from cvkit.data.splits import split_train_val
+from cvkit.data.tensors import ImageTensors
 from cvkit.errors import CvkitError
-from cvkit.loaders import BatchLoader, batches_per_epoch, check_order, split_train_val
 
 CPU = torch.device("cpu")
 
@@ -133,7 +136,7 @@ def test_a_split_smaller_than_one_batch_is_an_error_when_dropping_the_last() -> 
 
 
 def test_a_training_subset_is_seeded_and_disjoint_from_validation() -> None:
-    from cvkit.loaders import choose_subset
+    from cvkit.data.splits import choose_subset
 
     data = numbered(50)
     train, val = split_train_val(data, 10, seed=1)

@@ -11,7 +11,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from cvkit.metrics import Accumulator
+from cvkit.engine.metrics import Accumulator
 
 
 @pytest.mark.parametrize(("classes", "seed"), [(7, 0), (3, 1), (10, 2)])

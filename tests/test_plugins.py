@@ -1,15 +1,24 @@
-"""Plugin discovery through entry points: broken plugins, conflicts, strict mode, env switches."""
+"""Plugin discovery through entry points: broken plugins, conflicts, strict mode, env switches,
+the mistakes a plugin author makes (no @hookimpl, a misspelt entry-point group, untyped
+parameters), commands from plugins."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from cvkit.errors import ComponentConflictError, PluginError, UnknownComponentError
-from cvkit.plugins import ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, load_registry
+from cvkit.registry.loading import (
+    ENV_DISABLE,
+    ENV_DISABLE_AUTOLOAD,
+    ENV_PLUGINS,
+    load_registry,
+    unregistered_distributions,
+)
 
-from conftest import RECIPES, make_distribution
+from conftest import RECIPES, make_distribution, run_cvkit
 
 GOOD_PLUGIN = '''
     from torch import nn
@@ -166,3 +175,148 @@ def test_a_recipe_fails_only_when_it_needs_the_broken_plugin(site: Path, run_cli
     assert (
         "unknown attention 'eca'" in bad.stderr and "cvkit-broken (ImportError: nope)" in bad.stderr
     )
+
+
+def test_a_hook_function_without_hookimpl_is_an_error_not_silence(site: Path) -> None:
+    source = "def register_attention(register):\n    register('nothing', object)\n"
+    make_distribution(site, "cvkit-bare", "0.1", {"bare": "cvkit_bare"}, {"cvkit_bare.py": source})
+    (plugin,) = [p for p in load_registry().plugins if p.dist == "cvkit-bare"]
+    assert plugin.errors == [
+        "register_attention is not marked with @hookimpl (from cvkit import hookimpl), "
+        "so cvkit would never call it"
+    ]
+    with pytest.raises(PluginError, match="not marked with @hookimpl"):
+        load_registry(strict=True)
+
+
+def test_a_distribution_depending_on_cvkit_without_an_entry_point_is_reported(
+    site: Path, run_cli
+) -> None:
+    make_distribution(
+        site,
+        "cvkit-misgrouped",
+        "0.2",
+        {"gate": "cvkit_misgrouped"},
+        {"cvkit_misgrouped.py": GOOD_PLUGIN},
+        requires=["cvkit>=0.1", "torch"],
+        group="cvkt",
+    )
+    line = (
+        "distribution cvkit-misgrouped 0.2 depends on cvkit but has no entry point in the "
+        "'cvkit' group (its groups: cvkt)"
+    )
+    assert line in unregistered_distributions()
+    result = run_cli("plugins")
+    assert result.exit_code == 0 and f"warning: {line}" in result.stdout
+    strict = run_cli("--strict-plugins", "list")
+    assert strict.exit_code == 2 and line in strict.stderr
+
+
+UNTYPED_PLUGIN = '''
+    from torch import nn
+    from cvkit import hookimpl
+
+
+    class Scaled(nn.Module):
+        """Scale the input.
+
+        Args:
+            channels: channels of the input.
+            scale: the factor.
+        """
+
+        def __init__(self, channels: int, scale=1.0) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def forward(self, x):
+            return x * self.scale
+
+
+    @hookimpl
+    def register_attention(register):
+        register("scaled", Scaled)
+'''
+
+
+def test_a_parameter_without_a_type_hint_is_a_warning_and_strict_refuses_it(
+    site: Path, run_cli
+) -> None:
+    make_distribution(
+        site,
+        "cvkit-untyped",
+        "0.1",
+        {"untyped": "cvkit_untyped"},
+        {"cvkit_untyped.py": UNTYPED_PLUGIN},
+    )
+    warning = (
+        "attention/scaled: parameter 'scale' has no type hint, so its recipe values are not checked"
+    )
+    (plugin,) = [p for p in load_registry().plugins if p.dist == "cvkit-untyped"]
+    assert plugin.warnings == [warning] and not plugin.errors
+    shown = run_cli("plugins")
+    assert f"    warning: {warning}" in shown.stdout
+    strict = run_cli("--strict-plugins", "info", "attention/scaled")
+    assert strict.exit_code == 2 and warning in strict.stderr
+    assert "Traceback" not in strict.output
+
+
+def test_plugins_verbose_shows_where_a_plugin_failed(site: Path, run_cli) -> None:
+    make_distribution(
+        site,
+        "cvkit-broken",
+        "0.1",
+        {"broken": "cvkit_broken"},
+        {"cvkit_broken.py": "x = 1\nraise ImportError('nope')\n"},
+    )
+    brief = run_cli("plugins")
+    assert "error: ImportError: nope" in brief.stdout and "--verbose" in brief.stdout
+    verbose = run_cli("plugins", "--verbose")
+    assert 'cvkit_broken.py", line 2, in <module>' in verbose.stdout
+    data = json.loads(run_cli("plugins", "--json", "--verbose").stdout)
+    (broken,) = [p for p in data if p["dist"] == "cvkit-broken"]
+    assert "line 2" in broken["tracebacks"][0]
+
+
+def test_any_plugin_built_in_or_installed_can_be_switched_off_by_name(
+    monkeypatch: pytest.MonkeyPatch, run_cli
+) -> None:
+    monkeypatch.setenv(ENV_DISABLE, "cvkit.builtins.tensorboard, cvkit-squeeze-excitation")
+    registry = load_registry()
+    with pytest.raises(UnknownComponentError):
+        registry.get("callback", "tensorboard")
+    with pytest.raises(UnknownComponentError):
+        registry.get("attention", "se")
+    assert registry.get("callback", "progress").plugin == "cvkit"
+    disabled = {p.name for p in registry.plugins if p.disabled}
+    assert disabled == {"cvkit.builtins.tensorboard", "squeeze_excitation"}
+    shown = run_cli("plugins").stdout
+    assert "[cvkit.builtins.tensorboard]  disabled" in shown
+    assert load_registry(strict=True).get("model", "simple_cnn")  # disabled is no problem
+
+
+def test_a_plugin_adds_a_command_through_register_commands(site: Path) -> None:
+    source = '''
+        import click
+        from cvkit import cli_registry, hookimpl
+
+
+        @click.command("hello")
+        @click.argument("kind")
+        def hello(kind):
+            """Say how many components of KIND there are."""
+            click.echo(f"{len(cli_registry().components(kind))} {kind} components")
+
+
+        @hookimpl
+        def register_commands(cli):
+            cli.add_command(hello)
+    '''
+    make_distribution(
+        site, "cvkit-hello", "0.1", {"hello": "cvkit_hello"}, {"cvkit_hello.py": source}
+    )
+    env = {"PYTHONPATH": str(site)}
+    result = run_cvkit("hello", "procedure", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 procedure components"
+    assert "hello" in run_cvkit("--help", env=env).stdout

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torchvision.models import get_model, get_model_weights
 
-from cvkit.builtins.models import torchvision_classifier
-from cvkit.pretrained import adapt_input_channels, weights_file
+from cvkit.builtins.torchvision_models import torchvision_classifier
+from cvkit.models.pretrained import adapt_input_channels, weights_file
 
 ARCH = "mobilenet_v3_small"  # the smallest torchvision classifier with ImageNet weights
 

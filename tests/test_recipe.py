@@ -7,12 +7,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from cvkit.components import ComponentSpec
 from cvkit.errors import RecipeError
-from cvkit.recipe import apply_override, dump_recipe, load_recipe, parse_value, read_recipe
+from cvkit.recipe.loading import load_recipe
+from cvkit.recipe.overrides import apply_override, parse_value
+from cvkit.recipe.reading import read_recipe
+from cvkit.recipe.writing import dump_recipe
+from cvkit.registry.specs import ComponentSpec
 
 from conftest import RECIPES
 
@@ -135,7 +137,7 @@ def test_set_overrides_nested_keys_list_items_and_component_names(tmp_path: Path
             "data.dataset.num_classes=3",
             "scheduler.name=cosine",
         ],
-        registry,
+        registry=registry,
     )
     assert recipe.optimizer.params["lr"] == 0.02
     assert recipe.augment.train[0].params["padding"] == 1
@@ -181,7 +183,7 @@ def test_every_problem_is_reported_with_file_line_and_key(
         """,
     )
     with pytest.raises(RecipeError) as error:
-        load_recipe(child, ["optimizer.momentun=0.5", "data.val_split=1.5"], registry)
+        load_recipe(child, ["optimizer.momentun=0.5", "data.val_split=1.5"], registry=registry)
     assert error.value.lines() == [
         "child.toml:3: experiment.epochs: 'epochs' must be >= 1: 0",
         "--set data.val_split=1.5: data.val_split: val_split as a fraction must be in [0, 1), got 1.5",
@@ -241,7 +243,7 @@ def test_any_valid_recipe_round_trips(
     raw.data["data"]["val_split"] = val_split
     if attention is not None:
         raw.data["model"]["attention"] = {"name": "se", "reduction": attention}
-    from cvkit.recipe import validate_recipe
+    from cvkit.recipe.loading import validate_recipe
 
     recipe = validate_recipe(raw, registry)
     again = load_recipe(write(folder, "resolved.toml", dump_recipe(recipe)), registry=registry)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchvision.models import get_model, get_model_weights
 
-from cvkit.pretrained import weights_file
-from cvkit.recipe import load_recipe
+from cvkit.models.pretrained import weights_file
+from cvkit.recipe.loading import load_recipe
 
 from conftest import RECIPES
 

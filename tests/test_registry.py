@@ -9,11 +9,11 @@ import attrs
 import pytest
 import torch
 
-from cvkit.components import ComponentSpec, OptimizerFactory
 from cvkit.errors import ComponentBuildError, RecipeError, UnknownComponentError
-from cvkit.kinds import KINDS
-from cvkit.params import REQUIRED, parse_arg_docs
-from cvkit.registry import BoundComponent, PluginInfo, Registry
+from cvkit.registry.kinds import KINDS
+from cvkit.registry.parameters import REQUIRED, parse_arg_docs
+from cvkit.registry.registry import ComponentBuilder, PluginInfo, Registry
+from cvkit.registry.specs import ComponentSpec, OptimizerFactory
 
 PLUGIN = PluginInfo("test", "test-dist", "9.9")
 
@@ -167,7 +167,7 @@ def test_nested_components_are_validated_and_bound_as_factories(registry) -> Non
         "lr"
     ] == pytest.approx(0.2)
     bound = registry.bind(spec)
-    assert isinstance(bound.params["optimizer"], BoundComponent)
+    assert isinstance(bound.params["optimizer"], ComponentBuilder)
     with pytest.raises(
         RecipeError, match=r"optimizer.optimizer.momentun: unknown key for optimizer/sgd"
     ):
@@ -197,6 +197,27 @@ def test_context_arguments_reach_only_factories_that_declare_them(registry) -> N
         registry.spec("scheduler", "cosine"), optimizer, epochs=2, steps_per_epoch=3
     )
     assert scheduler.T_max == 6
+
+
+def test_a_factory_declaring_registry_receives_the_registry_building_it(registry) -> None:
+    received = []
+
+    def recorder(channels: int, registry: Registry, gain: float = 1.0) -> torch.nn.Module:
+        """Records the registry it was built with.
+
+        Args:
+            gain: unused.
+        """
+        received.append(registry)
+        return torch.nn.Identity()
+
+    registry.registrar(KINDS["attention"], PLUGIN)("recorder", recorder)
+    component = registry.get("attention", "recorder")
+    assert [p.name for p in component.params] == ["gain"] and "registry" in component.context
+    registry.build(registry.spec("attention", "recorder"), 4)
+    nested = registry.spec("model", {"name": "simple_cnn", "widths": [4], "attention": "recorder"})
+    registry.build(nested, num_classes=2, in_channels=1)
+    assert received == [registry, registry]
 
 
 def test_unknown_kind_and_name_list_the_alternatives(registry) -> None:

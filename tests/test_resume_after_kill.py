@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cvkit.checkpoint import load_checkpoint
+from cvkit.engine.checkpoint import load_checkpoint
 
 from conftest import ROOT, run_cvkit
 from test_run import run_summary
@@ -57,3 +57,28 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
     assert resumed.returncode == 0, resumed.stderr
     assert "test accuracy:" in resumed.stdout
     assert run_summary(cut) == run_summary(tmp_path / "whole")
+
+
+def test_a_lookahead_run_resumes_exactly(tiny_recipe, tmp_path) -> None:
+    from cvkit.commands.run import resume, train
+    from cvkit.errors import RunInterrupted
+    from cvkit.registry.loading import load_registry
+
+    import engine_plugin
+    from test_run import run_summary
+
+    registry = load_registry(modules=[engine_plugin])
+    sets = [
+        'optimizer={ name = "lookahead", k = 3, optimizer = { name = "sgd", lr = 0.05, momentum = 0.9 } }',
+        'callbacks=[{ name = "interrupt", epoch = 2, batch = 2 }, { name = "metrics_jsonl" }, { name = "checkpoint" }]',
+    ]
+    whole = train(
+        tiny_recipe,
+        overrides=[*sets, "callbacks[0].epoch=9"],
+        output=tmp_path / "whole",
+        registry=registry,
+    )
+    with pytest.raises(RunInterrupted):
+        train(tiny_recipe, overrides=sets, output=tmp_path / "cut", registry=registry)
+    resumed = resume(tmp_path / "cut", registry=registry)
+    assert run_summary(resumed.run_dir) == run_summary(whole.run_dir)

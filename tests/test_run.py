@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from cvkit.checkpoint import load_checkpoint
-from cvkit.plugins import load_registry
-from cvkit.recipe import load_recipe
-from cvkit.run import resume, train
+from cvkit.commands.run import resume, train
+from cvkit.engine.checkpoint import load_checkpoint
+from cvkit.recipe.loading import load_recipe
+from cvkit.registry.loading import load_registry
 
 import engine_plugin
 
@@ -28,7 +28,7 @@ def registry():
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, registry):
     """One finished tiny run, shared by the read-only tests below."""
-    from conftest import TINY_RECIPE
+    from cvkit.testing import TINY_RECIPE
 
     folder = tmp_path_factory.mktemp("finished")
     recipe = folder / "tiny.toml"
@@ -138,8 +138,8 @@ def test_eval_of_a_checkpoint_that_does_not_fit_the_model_names_keys_and_shapes(
 
 
 def test_predict_writes_labels_and_probabilities(finished, tmp_path) -> None:
-    from cvkit.builtins.datasets import SyntheticImages
-    from cvkit.inference import predict
+    from cvkit.builtins.synthetic import SyntheticImages
+    from cvkit.commands.predict import predict
 
     run = finished[0].run_dir
     test = SyntheticImages(
@@ -260,7 +260,7 @@ def run_summary(run: Path) -> dict:
 def test_ctrl_c_saves_last_pt_and_the_resumed_run_ends_as_an_uninterrupted_one(
     tiny_recipe, registry, tmp_path
 ) -> None:
-    from cvkit.run import RunInterrupted
+    from cvkit.errors import RunInterrupted
 
     callbacks = '[{ name = "interrupt", epoch = 2, batch = 3 }, { name = "metrics_jsonl" }, { name = "checkpoint" }]'
     whole = train(

@@ -7,15 +7,15 @@ import json
 import pytest
 import torch
 
-from cvkit.checkpoint import load_checkpoint
+from cvkit.commands.run import resume, train
+from cvkit.engine.checkpoint import load_checkpoint
+from cvkit.engine.stage import load_initial_weights
 from cvkit.errors import CvkitError, RecipeError
-from cvkit.plugins import load_registry
-from cvkit.recipe import load_recipe
-from cvkit.run import resume, train
-from cvkit.stages import load_initial_weights
+from cvkit.recipe.loading import load_recipe
+from cvkit.registry.loading import load_registry
+from cvkit.testing import TINY_RECIPE
 
 import engine_plugin
-from conftest import TINY_RECIPE
 
 STAGES = """
 [[stages]]
@@ -143,7 +143,7 @@ def test_init_of_another_runs_checkpoint_into_a_submodule(staged) -> None:
 
 
 def engine_plugin_model() -> torch.nn.Module:
-    from cvkit.builtins.models import SimpleCNN
+    from cvkit.builtins.simple_cnn import SimpleCNN
 
     return SimpleCNN(4, 3, widths=[8, 16])
 

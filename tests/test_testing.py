@@ -9,10 +9,10 @@ import torch
 from hypothesis import Phase, settings
 from torch import nn
 
-from cvkit.augment import BatchAugmentation
-from cvkit.builtins.datasets import SyntheticImages
-from cvkit.builtins.models import SimpleCNN
-from cvkit.callbacks import Callback
+from cvkit.builtins.simple_cnn import SimpleCNN
+from cvkit.builtins.synthetic import SyntheticImages
+from cvkit.data.augmentation import BatchAugmentation
+from cvkit.engine.callback import Callback
 from cvkit.testing import (
     check_attention,
     check_augmentation,
@@ -74,11 +74,47 @@ class HalvingBlock(nn.Module):
         return (x * self.scale).to(torch.float16)
 
 
+class ZeroingBlock(nn.Module):
+    """Gradients exist but are zero everywhere: the output does not depend on the input."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def forward(self, x):
+        return x * 0 + self.scale
+
+
+class DeadParametersBlock(nn.Module):
+    """Every parameter gets a gradient of zero: they cannot learn."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def forward(self, x):
+        return x + 0 * self.scale
+
+
+class NaNGradientBlock(nn.Module):
+    """A finite output whose gradient is NaN (sqrt at 0)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels, 1, 1))
+
+    def forward(self, x):
+        return x * self.scale + (x * 0).sqrt()
+
+
 @pytest.mark.parametrize(
     ("block", "message"),
     [
         (ShrinkingBlock, "output shape"),
         (UnusedParameterBlock, "no gradient reaches parameter 'unused'"),
+        (ZeroingBlock, "the gradient reaching the input is zero everywhere"),
+        (DeadParametersBlock, "gradients of all 1 trainable parameters are zero everywhere"),
+        (NaNGradientBlock, "no finite gradient reaches the input"),
         (BatchDependentBlock, "depends on the batch"),
         (HalvingBlock, "dtype"),
     ],
@@ -217,3 +253,11 @@ def test_callback_subclass_with_a_misspelt_event_is_rejected() -> None:
         class Typo(Callback):
             def on_epoch_ends(self, trainer) -> None:
                 pass
+
+
+def test_contract_cases_can_be_limited_to_one_plugin(registry) -> None:
+    from cvkit.testing import contract_cases
+
+    cases = contract_cases(registry, plugin="cvkit-squeeze-excitation")
+    assert {str(case) for case in cases} == {"attention/se[0]", "attention/se[1]"}
+    assert {c.component.plugin for c in contract_cases(kinds=("scheduler",))} >= {"cvkit"}

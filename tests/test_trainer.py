@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import math
 
+import attrs
 import pytest
 import torch
 from torch import nn
 
-from cvkit.builtins.augmentations import Normalize
-from cvkit.builtins.datasets import SyntheticImages
-from cvkit.builtins.models import SimpleCNN
-from cvkit.callbacks import EVENTS, Callback
-from cvkit.errors import CvkitError
-from cvkit.loaders import BatchLoader, split_train_val
-from cvkit.trainer import NonFiniteLossError, Trainer
+from cvkit.builtins.normalize import Normalize
+from cvkit.builtins.simple_cnn import SimpleCNN
+from cvkit.builtins.synthetic import SyntheticImages
+from cvkit.data.batches import BatchLoader
+from cvkit.data.splits import split_train_val
+from cvkit.engine.callback import EVENTS, Callback
+from cvkit.engine.trainer import TrainingLoop, frozen_running_stats
+from cvkit.errors import CvkitError, NonFiniteLossError
+from cvkit.recipe.schema import TrainerSettings
 
 CPU = torch.device("cpu")
 
 
-def make_trainer(*, epochs: int = 2, optimizer=None, **kwargs) -> Trainer:
+def make_trainer(
+    *, epochs: int = 2, optimizer=None, check_every: int = 100, **kwargs
+) -> TrainingLoop:
+    """A loop over 48 synthetic 8x8 images; ``kwargs`` naming [trainer] settings (clipping,
+    EMA, channels-last, compile) become its TrainerSettings, the rest go to the loop."""
     torch.manual_seed(0)
     data = SyntheticImages(num_classes=3, image_size=8, train_size=72, test_size=0, noise=0.2).load(
         "train"
@@ -30,18 +37,23 @@ def make_trainer(*, epochs: int = 2, optimizer=None, **kwargs) -> Trainer:
     optimizer = (optimizer or (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)))(
         model.parameters()
     )
-    return Trainer(
-        model=model,
-        optimizer=optimizer,
-        loss=nn.CrossEntropyLoss(),
-        train_loader=BatchLoader(
+    fields = {f.name for f in attrs.fields(TrainerSettings)}
+    settings = TrainerSettings(**{k: v for k, v in kwargs.items() if k in fields})
+    loop = TrainingLoop(
+        model,
+        optimizer,
+        nn.CrossEntropyLoss(),
+        BatchLoader(
             train, batch_size=16, device=CPU, augmentations=normalize, shuffle=True, drop_last=True
         ),
         val_loader=BatchLoader(val, batch_size=32, device=CPU, augmentations=normalize),
         epochs=epochs,
         device=CPU,
-        **kwargs,
+        settings=settings,
+        **{k: v for k, v in kwargs.items() if k not in fields},
     )
+    loop.check_every = check_every
+    return loop
 
 
 class Recorder(Callback):
@@ -235,3 +247,18 @@ def test_compiled_model_trains() -> None:
     trainer.fit()
     assert math.isfinite(trainer.metrics["train/loss"])
     assert not any(k.startswith("_orig_mod") for k in trainer.state_dict()["model"])
+
+
+def test_the_second_pass_leaves_batch_norm_statistics_alone() -> None:
+    norm = nn.BatchNorm1d(3).train()
+    norm(torch.randn(16, 3) + 2)
+    mean, var, count = (
+        norm.running_mean.clone(),
+        norm.running_var.clone(),
+        norm.num_batches_tracked.clone(),
+    )
+    with frozen_running_stats(norm):
+        out = norm(torch.randn(16, 3) * 5)
+    assert torch.equal(norm.running_mean, mean) and torch.equal(norm.running_var, var)
+    assert torch.equal(norm.num_batches_tracked, count) and norm.momentum == 0.1
+    torch.testing.assert_close(out.mean(0), torch.zeros(3), atol=1e-5, rtol=0)  # batch statistics

@@ -1,20 +1,130 @@
 """cvkit: plugin-based image-classification experiments in PyTorch.
 
-Plugins implement the registration hooks in :mod:`cvkit.hookspecs`, marked with
+This module is the plugin API: every name in ``__all__`` is what a plugin may import from
+cvkit (docs/writing-a-plugin.md, "What a plugin may import"); everything else is private and
+free to move. Plugins implement the registration hooks of :mod:`cvkit.hookspecs`, marked with
 :data:`hookimpl`, and are found through the ``cvkit`` entry-point group.
+
+Names are imported on first use, so ``import cvkit`` (and listing components) does not load
+the training engine.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-import pluggy
+import importlib
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("cvkit")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from cvkit.hookspecs import PROJECT_NAME, Register, hookimpl
+from cvkit.version import __version__
 
-PROJECT_NAME = "cvkit"
-hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
-"""Marker for a plugin's hook implementations: ``@hookimpl def register_models(register): ...``."""
+if TYPE_CHECKING:
+    from cvkit.cli import cli_registry as cli_registry
+    from cvkit.commands.run import RunResult as RunResult, train as train
+    from cvkit.commands.rundir import new_run_dir as new_run_dir, write_json as write_json
+    from cvkit.data.augmentation import (
+        BatchAugmentation as BatchAugmentation,
+        PerSampleAugmentation as PerSampleAugmentation,
+        soft_targets as soft_targets,
+    )
+    from cvkit.data.tensors import ImageDataset as ImageDataset, ImageTensors as ImageTensors
+    from cvkit.engine.callback import (
+        Callback as Callback,
+        Priority as Priority,
+        TrainerView as TrainerView,
+    )
+    from cvkit.engine.optimizer_wrapper import OptimizerWrapper as OptimizerWrapper
+    from cvkit.engine.stage import StageContext as StageContext, train_stage as train_stage
+    from cvkit.engine.trained_model import load_trained_model as load_trained_model
+    from cvkit.errors import (
+        CheckpointError as CheckpointError,
+        ComponentBuildError as ComponentBuildError,
+        CvkitError as CvkitError,
+        DatasetError as DatasetError,
+        RecipeError as RecipeError,
+        UnknownComponentError as UnknownComponentError,
+    )
+    from cvkit.files import save_atomic as save_atomic, write_text_atomic as write_text_atomic
+    from cvkit.models.pretrained import (
+        adapt_input_channels as adapt_input_channels,
+        torchvision_model as torchvision_model,
+    )
+    from cvkit.recipe.loading import load_recipe as load_recipe
+    from cvkit.recipe.writing import dump_recipe as dump_recipe
+    from cvkit.registry.registry import Registry as Registry
+    from cvkit.registry.specs import (
+        AttentionFactory as AttentionFactory,
+        AugmentationFactory as AugmentationFactory,
+        CallbackFactory as CallbackFactory,
+        DatasetFactory as DatasetFactory,
+        LossFactory as LossFactory,
+        ModelFactory as ModelFactory,
+        OptimizerFactory as OptimizerFactory,
+        ProcedureFactory as ProcedureFactory,
+        SchedulerFactory as SchedulerFactory,
+    )
 
-__all__ = ["PROJECT_NAME", "__version__", "hookimpl"]
+_EXPORTS: dict[str, str] = {
+    # factory annotations: a parameter that takes a nested component table
+    "AttentionFactory": "cvkit.registry.specs",
+    "AugmentationFactory": "cvkit.registry.specs",
+    "CallbackFactory": "cvkit.registry.specs",
+    "DatasetFactory": "cvkit.registry.specs",
+    "LossFactory": "cvkit.registry.specs",
+    "ModelFactory": "cvkit.registry.specs",
+    "OptimizerFactory": "cvkit.registry.specs",
+    "ProcedureFactory": "cvkit.registry.specs",
+    "SchedulerFactory": "cvkit.registry.specs",
+    "Registry": "cvkit.registry.registry",
+    # base classes of components
+    "BatchAugmentation": "cvkit.data.augmentation",
+    "PerSampleAugmentation": "cvkit.data.augmentation",
+    "soft_targets": "cvkit.data.augmentation",
+    "OptimizerWrapper": "cvkit.engine.optimizer_wrapper",
+    "Callback": "cvkit.engine.callback",
+    "Priority": "cvkit.engine.callback",
+    "TrainerView": "cvkit.engine.callback",
+    # datasets
+    "ImageTensors": "cvkit.data.tensors",
+    "ImageDataset": "cvkit.data.tensors",
+    # errors
+    "CvkitError": "cvkit.errors",
+    "CheckpointError": "cvkit.errors",
+    "ComponentBuildError": "cvkit.errors",
+    "DatasetError": "cvkit.errors",
+    "RecipeError": "cvkit.errors",
+    "UnknownComponentError": "cvkit.errors",
+    # files written so that a crash never leaves half a file
+    "save_atomic": "cvkit.files",
+    "write_text_atomic": "cvkit.files",
+    # models
+    "load_trained_model": "cvkit.engine.trained_model",
+    "torchvision_model": "cvkit.models.pretrained",
+    "adapt_input_channels": "cvkit.models.pretrained",
+    # training procedures
+    "StageContext": "cvkit.engine.stage",
+    "train_stage": "cvkit.engine.stage",
+    # commands (register_commands)
+    "cli_registry": "cvkit.cli",
+    "load_recipe": "cvkit.recipe.loading",
+    "dump_recipe": "cvkit.recipe.writing",
+    "train": "cvkit.commands.run",
+    "RunResult": "cvkit.commands.run",
+    "new_run_dir": "cvkit.commands.rundir",
+    "write_json": "cvkit.commands.rundir",
+}
+"""Each public name and the module it lives in (imported on first use)."""
+
+__all__ = ["PROJECT_NAME", "Register", "__version__", "hookimpl", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cvkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

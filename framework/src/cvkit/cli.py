@@ -6,6 +6,7 @@ one ``error:`` line per problem and no traceback; 1 an unexpected error (a bug).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,17 +14,24 @@ from typing import Any
 
 import click
 
-from cvkit import __version__
 from cvkit.errors import CvkitError, UnknownComponentError
-from cvkit.kinds import KINDS
-from cvkit.params import REQUIRED, doc_body
-from cvkit.plugins import ENV_STRICT, load_registry
-from cvkit.recipe import dump_recipe, load_recipe, recipe_data
-from cvkit.registry import Component, Registry
+from cvkit.recipe.writing import dump_recipe, recipe_data
+from cvkit.registry.kinds import KINDS
+from cvkit.registry.loading import (
+    ENV_STRICT,
+    LoadedPlugins,
+    load_plugins,
+    load_registry,
+    unregistered_distributions,
+)
+from cvkit.registry.parameters import REQUIRED, doc_body
+from cvkit.registry.registry import Component, Registry
+from cvkit.version import __version__
 
 
 class _Group(click.Group):
-    """Turns CvkitError into ``error:`` lines on stderr and exit status 2."""
+    """The ``cvkit`` group: commands of plugins (``register_commands``) join on first use, and
+    CvkitError becomes ``error:`` lines on stderr with its exit status (2 for bad input)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -32,6 +40,21 @@ class _Group(click.Group):
             for line in error.lines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(error.exit_code)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _add_plugin_commands(self)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        _add_plugin_commands(self)
+        return super().get_command(ctx, cmd_name)
+
+
+@functools.cache
+def _add_plugin_commands(group: click.Group) -> None:
+    """Let every plugin add its commands to ``group`` (once per process)."""
+    plugins: LoadedPlugins = load_plugins()
+    plugins.manager.hook.register_commands(cli=group)
 
 
 class _State:
@@ -48,8 +71,17 @@ class _State:
         return self._registry
 
 
+def cli_registry() -> Registry:
+    """The component registry of the running ``cvkit`` command (for commands that plugins add
+    through ``register_commands``); ``--strict-plugins`` applies to it."""
+    state = click.get_current_context().find_object(_State)
+    if state is None:
+        raise RuntimeError("cli_registry() is only available while a cvkit command runs")
+    return state.registry
+
+
 def _registry() -> Registry:
-    return click.get_current_context().find_object(_State).registry  # type: ignore[union-attr]
+    return cli_registry()
 
 
 def _warn_problems(registry: Registry) -> None:
@@ -66,7 +98,8 @@ def _echo_json(data: Any) -> None:
 @click.option(
     "--strict-plugins",
     is_flag=True,
-    help=f"Fail if any plugin fails to load or two plugins register the same component ({ENV_STRICT}=1).",
+    help=f"Fail if any plugin fails to load, two plugins register the same component, or a "
+    f"plugin has warnings ({ENV_STRICT}=1).",
 )
 @click.pass_context
 def cli(ctx: click.Context, strict_plugins: bool) -> None:
@@ -75,12 +108,12 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     \b
     cvkit run RECIPE              train, validate, test; write a run directory
     cvkit eval RUN_DIR            re-evaluate a run or checkpoint (--ensemble, --tta)
-    cvkit tune RECIPE             hyperparameter search with Optuna
+    cvkit tune RECIPE             hyperparameter search with Optuna (plugin cvkit-tune)
     cvkit predict CKPT INPUT      predict classes of images into a CSV file
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
-    cvkit plugins                 installed plugins and load errors
-    cvkit check RECIPE            validate a recipe and build its components
+    cvkit plugins                 installed plugins, what each provides, load errors
+    cvkit check RECIPE            validate a recipe, build its components, run the model once
     """
     ctx.obj = _State(strict_plugins)
 
@@ -224,9 +257,12 @@ def _format_default(value: Any) -> str:
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print plugins as a JSON list.")
-def plugins_command(as_json: bool) -> None:
-    """List loaded plugins: distribution, version, components, and load errors."""
+@click.option("--verbose", "-v", is_flag=True, help="Show the traceback of each load error.")
+def plugins_command(as_json: bool, verbose: bool) -> None:
+    """List plugins: distribution, version, plugin name (a built-in's module), components,
+    warnings and load errors; distributions that depend on cvkit but register no plugin."""
     registry = _registry()
+    unregistered = unregistered_distributions()
     if as_json:
         _echo_json(
             [
@@ -234,24 +270,43 @@ def plugins_command(as_json: bool) -> None:
                     "name": p.name,
                     "dist": p.dist,
                     "version": p.version,
-                    "components": sorted(p.components),
+                    "module": p.module,
+                    "components": sorted(p.registered),
                     "errors": p.errors,
+                    "warnings": p.warnings,
+                    "disabled": p.disabled,
                 }
+                | ({"tracebacks": p.tracebacks} if verbose else {})
                 for p in registry.plugins
             ]
         )
         return
     for plugin in registry.plugins:
-        count = len(plugin.components)
-        status = "FAILED" if plugin.errors else f"{count} component{'' if count == 1 else 's'}"
+        count = len(plugin.registered)
+        status = (
+            "disabled"
+            if plugin.disabled
+            else "FAILED"
+            if plugin.errors
+            else f"{count} component{'' if count == 1 else 's'}"
+        )
         click.secho(f"{plugin.dist} {plugin.version}", bold=True, nl=False)
         click.echo(f"  [{plugin.name}]  {status}")
         for error in plugin.errors:
             click.echo(f"    error: {error}")
-        if plugin.components:
-            click.echo(f"    {', '.join(sorted(plugin.components))}")
+        for warning in plugin.warnings:
+            click.echo(f"    warning: {warning}")
+        if verbose:
+            for trace in plugin.tracebacks:
+                click.echo("    " + trace.rstrip().replace("\n", "\n    "))
+        if plugin.registered:
+            click.echo(f"    {', '.join(sorted(plugin.registered))}")
     for line in registry.conflicts():
         click.echo(f"conflict: {line}")
+    for line in unregistered:
+        click.echo(f"warning: {line}")
+    if not verbose and any(p.tracebacks for p in registry.plugins):
+        click.echo("(cvkit plugins --verbose shows the tracebacks)")
 
 
 @cli.command("check")
@@ -259,55 +314,54 @@ def plugins_command(as_json: bool) -> None:
 @_set_option("Override a recipe value (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print {recipe, params, ...} as JSON.")
 def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
-    """Validate RECIPE, print it resolved, and build every component without training.
+    """Validate RECIPE, print it resolved, build every component and run the model once.
 
     Reports the model's trainable (and, when some are frozen, total) parameter count, for
-    each stage of a multi-stage recipe.
+    each stage of a multi-stage recipe; checks each attention block's contract on one input
+    and runs a forward pass of 2 random images at the input size (skipped when the dataset
+    cannot tell its image size before reading the data).
     Pretrained weights are not loaded (nor downloaded) here, only the architecture. Schedules
     are built for one step per epoch here; a run uses its real number of steps.
     """
-    from cvkit.build import build_components, build_dataset, trainable_parameters
-    from cvkit.loaders import check_order
+    from cvkit.commands.check import check_recipe
 
     registry = _registry()
-    resolved = load_recipe(recipe, overrides, registry)
-    dataset = build_dataset(resolved, registry)
-    stages = [(s.name, resolved.stage_recipe(s)) for s in resolved.stages] or [("", resolved)]
-    counts = []
-    for name, stage_recipe in stages:
-        built = build_components(
-            stage_recipe, registry, dataset, steps_per_epoch=1, load_weights=False
-        )
-        registry.build(stage_recipe.procedure)
-        check_order(built.train_augment, "augment.train")
-        check_order(built.eval_augment, "augment.eval")
-        params = trainable_parameters(built.model)
-        total = sum(p.numel() for p in built.model.parameters())
-        counts.append(
-            {"name": name, "model": stage_recipe.model.key, "params": params}
-            | {"total_params": total}
-        )
+    report = check_recipe(recipe, overrides, registry)
+    stages = [
+        {
+            "name": stage.name,
+            "model": stage.model,
+            "params": stage.params,
+            "total_params": stage.total_params,
+            "input_shape": list(stage.input_shape) if stage.input_shape else None,
+        }
+        for stage in report.stages
+    ]
     if as_json:
         _echo_json(
             {
-                "recipe": recipe_data(resolved),
-                "params": counts[-1]["params"],
-                "total_params": counts[-1]["total_params"],
-                "num_classes": dataset.num_classes,
-                "in_channels": dataset.in_channels,
-                "splits": list(dataset.splits),
+                "recipe": recipe_data(report.recipe),
+                "params": stages[-1]["params"],
+                "total_params": stages[-1]["total_params"],
+                "input_shape": stages[-1]["input_shape"],
+                "num_classes": report.dataset.num_classes,
+                "in_channels": report.dataset.in_channels,
+                "splits": list(report.dataset.splits),
             }
-            | ({"stages": counts} if resolved.stages else {})
+            | ({"stages": stages} if report.recipe.stages else {})
         )
     else:
-        click.echo(dump_recipe(resolved, f"{recipe}, resolved by cvkit {__version__}"))
-        for count in counts:
-            of_total = (
-                f" of {count['total_params']:,}" if count["total_params"] != count["params"] else ""
-            )
-            stage = f"stage {count['name']}: " if count["name"] else ""
+        click.echo(dump_recipe(report.recipe, f"{recipe}, resolved by cvkit {__version__}"))
+        for stage in report.stages:
+            of_total = f" of {stage.total_params:,}" if stage.total_params != stage.params else ""
+            prefix = f"stage {stage.name}: " if stage.name else ""
+            click.echo(f"{prefix}{stage.model}: {stage.params:,}{of_total} trainable parameters")
+            shape = "x".join(map(str, stage.input_shape)) if stage.input_shape else None
             click.echo(
-                f"{stage}{count['model']}: {count['params']:,}{of_total} trainable parameters"
+                f"{prefix}{stage.model}: forward pass of {shape} images ok"
+                if shape
+                else f"{prefix}{stage.model}: forward pass skipped (the image size is unknown "
+                "before reading the data; set data.image_size)"
             )
         click.echo(f"ok: {recipe} is valid and every component builds")
     _warn_problems(registry)
@@ -355,7 +409,7 @@ def run_command(
     env.json, run.log, metrics.jsonl, tensorboard/, checkpoints/{last,best}.pt and eval.json.
     Ctrl-C saves last.pt and prints the command that resumes it.
     """
-    from cvkit.run import resume, train
+    from cvkit.commands.run import resume, train
 
     if (recipe is None) == (resume_dir is None):
         raise click.UsageError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
@@ -365,10 +419,10 @@ def run_command(
         )
     if force and resume_dir is None:
         raise click.UsageError("--force only applies to --resume")
-    if resume_dir is not None:
-        result = resume(resume_dir, overrides=overrides, force=force, registry=_registry())
-    else:
+    if recipe is not None:
         result = train(recipe, overrides=overrides, output=output, registry=_registry())
+    elif resume_dir is not None:
+        result = resume(resume_dir, overrides=overrides, force=force, registry=_registry())
     click.echo(f"run: {result.run_dir}")
     _echo_metrics(result.evaluation)
 
@@ -409,7 +463,7 @@ def eval_command(
     Also fits temperature scaling and class-specific thresholds on the validation split and
     reports expected calibration error and negative log-likelihood before and after.
     """
-    from cvkit.inference import evaluate
+    from cvkit.commands.evaluate import evaluate
 
     views = [v.strip() for v in tta.split(",") if v.strip()]
     result = evaluate(
@@ -467,69 +521,12 @@ def predict_command(
     array or a dict with 'data' (N x 3072 or N x H x W x C uint8) and 'ids', such as
     cifar_test_nolabel.pkl. Images are resized to the size the model was trained at.
     """
-    from cvkit.inference import predict
+    from cvkit.commands.predict import predict
 
     count = predict(
         checkpoint, inputs, out, probabilities=probs, overwrite=overwrite, registry=_registry()
     )
     click.echo(f"wrote {count} predictions to {out}")
-
-
-@cli.command("tune")
-@click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
-@click.option(
-    "--space",
-    type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="TOML file: one table per recipe key with type, low/high (log, step) or choices.",
-)
-@click.option("--trials", type=int, default=20, show_default=True, help="Trials to run here.")
-@click.option(
-    "--storage",
-    metavar="URL",
-    help="Optuna storage URL shared by several machines (default: SQLite in the tune directory).",
-)
-@click.option("--study-name", help="Study to create or join (default: experiment.name).")
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Write the study to exactly this directory (absent or empty).",
-)
-@_set_option("Override a recipe value in every trial (repeatable).")
-def tune_command(
-    recipe: Path,
-    space: Path,
-    trials: int,
-    storage: str | None,
-    study_name: str | None,
-    output: Path | None,
-    overrides: tuple[str, ...],
-) -> None:
-    """Search hyperparameters of RECIPE with Optuna (TPE sampler, median pruner).
-
-    Each trial is a run in <tune dir>/trial-<N>/ maximising validation accuracy; trials
-    that fall below the median of earlier ones at the same epoch are pruned. Writes
-    best.toml (the best trial's resolved recipe) and tune.json (every trial) to the tune
-    directory, runs/<experiment>-tune/<time>/ unless --output is given.
-    """
-    from cvkit.tune import tune
-
-    summary = tune(
-        recipe,
-        space,
-        trials=trials,
-        overrides=overrides,
-        storage=storage,
-        study_name=study_name,
-        output=output,
-        registry=_registry(),
-    )
-    best = summary["best"]
-    click.echo(f"study {summary['study']}: {len(summary['trials'])} trials in {summary['dir']}")
-    click.echo(
-        f"best: trial {best['trial']}, {summary['metric']} {best['value']:.2%}, {best['params']}"
-    )
-    click.echo(f"best recipe: {summary['best_recipe']}")
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Errors that mean bad input: the CLI prints them one problem per line and exits with 2.
+"""Errors that mean bad input or a stopped run: the CLI prints them one problem per line and
+exits with their ``exit_code`` (2 for bad input, 3 for a NaN loss, 130 for Ctrl-C).
 
 Anything else that escapes is a bug and exits with 1 and a traceback.
 """
@@ -54,3 +55,19 @@ class RecipeError(ProblemsError):
 
 class PluginError(ProblemsError):
     """Plugins that failed to load or conflict (raised only in strict mode)."""
+
+
+class CheckpointError(CvkitError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class NonFiniteLossError(CvkitError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 3
+
+
+class RunInterrupted(CvkitError):
+    """Ctrl-C: last.pt was saved; the message says how to resume."""
+
+    exit_code = 130

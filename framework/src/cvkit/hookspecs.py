@@ -18,26 +18,39 @@ callback; the plugin calls it once per component::
   its docstring is the summary shown by ``cvkit list``; an ``Args:`` section documents
   the parameters for ``cvkit info``. The arguments the engine supplies at build time (the
   *runtime* arguments named below for each kind) are not recipe parameters. A parameter
-  annotated with one of the :mod:`cvkit.components` factory types (``AttentionFactory``,
+  annotated with one of the factory types of :mod:`cvkit` (``AttentionFactory``,
   ``OptimizerFactory``, ...) takes a nested component table from the recipe and receives a
   callable that builds that component.
 - ``examples``: parameter tables the contract tests in :mod:`cvkit.testing` build the
   component with (default: one example, all defaults). Pass ``[]`` for a component that
   cannot be built without outside resources (a dataset that needs files).
 
+A factory of any kind that declares a ``registry`` parameter receives the registry building
+it (to build other components, or a trained model with :func:`cvkit.load_trained_model`).
 The core attaches the providing distribution and its version to every component.
+
+Objects a factory returns may declare *capabilities*: class attributes the engine reads,
+each listed once in :data:`CAPABILITIES` with its kind and default.
+
+:func:`register_commands` is the one hook that is not a kind of component: it adds
+subcommands to the ``cvkit`` command line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import pluggy
 
-from cvkit import PROJECT_NAME
+if TYPE_CHECKING:
+    import click
 
+PROJECT_NAME = "cvkit"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marker for a plugin's hook implementations: ``@hookimpl def register_models(register): ...``."""
 
 
 class Register(Protocol):
@@ -92,7 +105,10 @@ def register_augmentations(register: Register) -> None:
     soft targets, sets the class attribute ``soft_targets = True`` and is refused in
     ``augment.eval``. Spatial size is kept unless the class sets ``changes_size = True``.
     Randomness comes from torch's global generator on the images'
-    device, so seeding and resuming reproduce it. See :class:`cvkit.augment.BatchAugmentation`.
+    device, so seeding and resuming reproduce it. Base classes: :class:`cvkit.BatchAugmentation`
+    and, for operations that only exist per image, :class:`cvkit.PerSampleAugmentation`
+    (``forward(image)`` on one uint8 (C, H, W) image in DataLoader workers, before the batch
+    augmentations; ``per_sample = True``).
     """
 
 
@@ -106,7 +122,7 @@ def register_optimizers(register: Register) -> None:
     sets ``requires_closure = True`` (SAM) gets no precomputed gradient: the trainer only
     calls ``step(closure)``, and the optimizer calls the closure as often as it needs.
     Wrappers (Lookahead, SAM) take a parameter annotated ``OptimizerFactory`` holding the
-    inner optimizer's table (see :class:`cvkit.optim.OptimizerWrapper`). ``state_dict`` and
+    inner optimizer's table (see :class:`cvkit.OptimizerWrapper`). ``state_dict`` and
     ``load_state_dict`` round-trip all state, inner optimizers included.
     """
 
@@ -140,13 +156,16 @@ def register_losses(register: Register) -> None:
 def register_datasets(register: Register) -> None:
     """Contribute datasets.
 
-    ``factory(**params) -> ImageDataset`` (see :class:`cvkit.data.ImageDataset`): an object
+    ``factory(**params) -> ImageDataset`` (see :class:`cvkit.ImageDataset`): an object
     with ``num_classes``, ``in_channels``, ``splits`` (names, ``"train"`` always, ``"test"``
     when there is one) and ``load(split) -> ImageTensors`` returning the whole split as
     uint8 images (N, C, H, W) and int64 labels (N,). Building the object is cheap and checks
     what can be checked without reading the data; ``load`` reads (and downloads if asked),
-    raising :class:`cvkit.errors.DatasetError` with the expected location and
-    files when the data are missing.
+    raising :class:`cvkit.DatasetError` with the expected location and files when the data
+    are missing. Optional: ``image_size`` ([height, width] of the stored images, when known
+    without reading them; ``cvkit check`` runs its forward pass at it), ``cacheable = False``
+    (the split is made in memory, a cache file would only add I/O) and ``fingerprint() ->
+    str`` (whatever besides the parameters determines the content, for the tensor cache).
     """
 
 
@@ -154,11 +173,11 @@ def register_datasets(register: Register) -> None:
 def register_callbacks(register: Register) -> None:
     """Contribute training callbacks.
 
-    ``factory(**params) -> cvkit.callbacks.Callback``: an object whose event methods
-    (``on_fit_start``, ``on_epoch_start``, ``on_batch_end``, ``on_validation_end``,
-    ``on_epoch_end``, ``on_fit_end``, ``on_exception``; see :mod:`cvkit.callbacks`) the
-    trainer calls in ascending ``priority``, and whose ``state_dict``/``load_state_dict``
-    are saved in and restored from checkpoints.
+    ``factory(**params) -> cvkit.Callback``: an object whose event methods (``on_fit_start``,
+    ``on_epoch_start``, ``on_batch_end``, ``on_validation_end``, ``on_epoch_end``,
+    ``on_fit_end``, ``on_exception``) receive the trainer (what they may read and set is
+    :class:`cvkit.TrainerView`), run in ascending ``priority`` (:class:`cvkit.Priority`),
+    and whose ``state_dict``/``load_state_dict`` are saved in and restored from checkpoints.
     """
 
 
@@ -166,11 +185,103 @@ def register_callbacks(register: Register) -> None:
 def register_procedures(register: Register) -> None:
     """Contribute training procedures: how one stage of a recipe trains.
 
-    ``factory(**params) -> Procedure``: an object with ``run(stage: cvkit.stages.StageRun) ->
+    ``factory(**params) -> Procedure``: an object with ``run(stage: cvkit.StageContext) ->
     dict`` that trains the stage and returns its final evaluation (written to the stage's
     eval.json). ``stage`` holds the stage's complete recipe (its ``[[stages]]`` table over
     the top-level one), its directory, the registry, the device, the checkpoints its
     ``init`` names and, when resuming, its last checkpoint. A procedure that only changes
-    part of training builds on :func:`cvkit.stages.train_stage`, the built-in ``standard``
-    procedure (one model, one loss, the explicit loop in :mod:`cvkit.trainer`).
+    part of training builds on :func:`cvkit.train_stage`, the built-in ``standard``
+    procedure (one model, one loss, the explicit loop in :mod:`cvkit.engine.trainer`).
     """
+
+
+@hookspec
+def register_commands(cli: click.Group) -> None:
+    """Add subcommands to the ``cvkit`` command line (``cvkit tune`` comes from a plugin).
+
+    ``cli`` is the ``click.Group`` of ``cvkit``; add commands with ``@cli.command()``. A
+    command that needs the components gets the registry of the invocation from
+    :func:`cvkit.cli_registry` (``--strict-plugins`` applies to it), and reports bad input by
+    raising :class:`cvkit.CvkitError`, which the CLI prints as one line with exit status 2.
+    """
+
+
+@attrs.frozen
+class Capability:
+    """A class attribute through which a component tells the engine what it needs or does."""
+
+    kind: str
+    name: str
+    default: Any
+    doc: str
+
+
+CAPABILITIES: dict[str, Capability] = {
+    capability.name: capability
+    for capability in (
+        Capability(
+            "augmentation",
+            "soft_targets",
+            False,
+            "mixes labels: returns soft targets (N, K) even for hard ones; refused in augment.eval",
+        ),
+        Capability(
+            "augmentation",
+            "changes_size",
+            False,
+            "the output's height and width may differ from the input's",
+        ),
+        Capability(
+            "augmentation",
+            "per_sample",
+            False,
+            "works on one uint8 (C, H, W) image in DataLoader workers, before batching",
+        ),
+        Capability("augmentation", "min_size", 1, "smallest height and width it accepts"),
+        Capability(
+            "optimizer",
+            "requires_closure",
+            False,
+            "steps only through step(closure), calling it as often as it needs (SAM)",
+        ),
+        Capability(
+            "scheduler",
+            "interval",
+            "step",
+            "'step': stepped after every optimizer step; 'epoch': once per epoch",
+        ),
+        Capability(
+            "loss",
+            "uses_inputs",
+            False,
+            "called as forward(logits, targets, images) with the batch the logits came from",
+        ),
+        Capability(
+            "callback",
+            "priority",
+            50,
+            "order at each event: ascending, ties in the recipe's order (cvkit.Priority)",
+        ),
+        Capability(
+            "dataset",
+            "cacheable",
+            True,
+            "False: splits are made in memory, so the on-disk tensor cache is skipped",
+        ),
+        Capability(
+            "dataset",
+            "image_size",
+            None,
+            "[height, width] of the stored images when known without reading them",
+        ),
+    )
+}
+"""Every capability flag, with the kind of component that sets it and its default."""
+
+
+def capability(component: object, name: str) -> Any:
+    """The capability ``name`` of a built component: its attribute, else the declared default.
+
+    A name missing from :data:`CAPABILITIES` is a KeyError, so a misspelt flag fails loudly.
+    """
+    return getattr(component, name, CAPABILITIES[name].default)

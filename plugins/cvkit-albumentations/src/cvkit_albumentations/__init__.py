@@ -3,20 +3,20 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import albumentations
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import PerSampleAugmentation, Register, hookimpl
 
 __all__ = ["Albumentations"]
 
 
-class Albumentations(nn.Module):
+class Albumentations(PerSampleAugmentation):
     """Any albumentations transform by class name, on one image at a time in a worker.
 
     The uint8 image (C, H, W) becomes an (H, W, C) array for albumentations and comes back
@@ -29,7 +29,6 @@ class Albumentations(nn.Module):
         kwargs: its arguments, e.g. { p = 0.5 }.
     """
 
-    per_sample = True
     changes_size = True
 
     def __init__(self, transform: str, kwargs: dict[str, Any] | None = None) -> None:
@@ -38,6 +37,14 @@ class Albumentations(nn.Module):
         if not (isinstance(cls, type) and issubclass(cls, albumentations.BasicTransform)):
             raise ValueError(
                 f"albumentations {albumentations.__version__} has no transform {transform!r}"
+            )
+        accepted = inspect.signature(cls).parameters
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        unknown = [] if open_ended else sorted(set(kwargs or {}) - set(accepted))
+        if unknown:  # albumentations only warns, and the transform runs without them
+            valid = ", ".join(sorted(accepted))
+            raise ValueError(
+                f"{transform} has no argument {', '.join(unknown)}; arguments: {valid}"
             )
         try:
             self.transform = cls(**(kwargs or {}))

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.transforms import v2
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import PerSampleAugmentation, Register, hookimpl
 
 __all__ = ["AutoAugment"]
 
@@ -21,7 +20,7 @@ POLICIES = {
 }
 
 
-class AutoAugment(nn.Module):
+class AutoAugment(PerSampleAugmentation):
     """AutoAugment: one of the policy's 25 learned sub-policies (two operations each) per image.
 
     torchvision.transforms.v2.AutoAugment on one uint8 image (C, H, W) -> (C, H, W) in a
@@ -31,8 +30,6 @@ class AutoAugment(nn.Module):
         policy: the policy learned on 'cifar10', 'imagenet' or 'svhn'.
         fill: pixel value for areas outside rotated/translated images (0-255).
     """
-
-    per_sample = True
 
     def __init__(
         self, policy: Literal["cifar10", "imagenet", "svhn"] = "cifar10", fill: int = 0

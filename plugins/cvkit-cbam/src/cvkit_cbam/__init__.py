@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_cbam.cbam import CBAM, ChannelAttention, SpatialAttention, cbam_lite
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "cbam_lite"]

@@ -9,7 +9,7 @@ from kornia.enhance import adjust_hue
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from cvkit.augment import BatchAugmentation
+from cvkit import BatchAugmentation
 
 
 class ColorJitter(BatchAugmentation):
@@ -69,7 +69,7 @@ class ColorJitter(BatchAugmentation):
                 factors[name] = torch.where(apply, drawn, torch.full_like(drawn, neutral))
         return factors
 
-    def apply(self, images: Tensor, factors: dict[str, Tensor]) -> Tensor:
+    def adjust(self, images: Tensor, factors: dict[str, Tensor]) -> Tensor:
         """``images`` (N, C, H, W) with the given per-image factors (N,) applied in order."""
         if images.shape[1] != 3 and ("saturation" in factors or "hue" in factors):
             raise ValueError(
@@ -91,7 +91,7 @@ class ColorJitter(BatchAugmentation):
         return x
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        return self.apply(images, self.sample_factors(images.shape[0], images.device)), targets
+        return self.adjust(images, self.sample_factors(images.shape[0], images.device)), targets
 
 
 def _per_image(factor: Tensor, images: Tensor) -> Tensor:

@@ -3,8 +3,7 @@ and ``augmentation/mixup_cutmix``."""
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_cutmix.cutmix import CutMix, MixUpOrCutMix
 
 __all__ = ["CutMix", "MixUpOrCutMix"]

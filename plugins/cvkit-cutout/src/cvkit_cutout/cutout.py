@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cvkit.augment import BatchAugmentation
+from cvkit import BatchAugmentation
 
 
 class Cutout(BatchAugmentation):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_digits.digits import Digits
 
 __all__ = ["Digits"]

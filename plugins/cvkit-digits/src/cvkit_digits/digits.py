@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cvkit.data import ImageTensors
+from cvkit import ImageTensors
 
 
 class Digits:
@@ -22,6 +22,7 @@ class Digits:
     in_channels = 1
     num_classes = 10
     splits = ("train", "test")
+    image_size = (8, 8)
     cacheable = False  # already in memory; a cache file would only add I/O
 
     def __init__(self, test_fraction: float = 0.2, seed: int = 0) -> None:

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import cvkit
+
 
 def distillation_loss(
     student: Tensor,
@@ -49,6 +51,8 @@ class KnowledgeDistillation(nn.Module):
         temperature: softmax temperature T of both distributions (Hinton et al.: 1 to 20).
         weight: weight of the distillation term; 1 - weight goes to the hard targets.
         label_smoothing: label smoothing of the hard-target term.
+        registry: supplied by cvkit: the registry that builds the teacher's model (default:
+            the installed plugins').
     """
 
     uses_inputs = True
@@ -59,6 +63,7 @@ class KnowledgeDistillation(nn.Module):
         temperature: float = 4.0,
         weight: float = 0.9,
         label_smoothing: float = 0.0,
+        registry: cvkit.Registry | None = None,
     ) -> None:
         super().__init__()
         if temperature <= 0 or not 0.0 <= weight <= 1.0 or not 0.0 <= label_smoothing < 1.0:
@@ -66,7 +71,7 @@ class KnowledgeDistillation(nn.Module):
                 f"temperature={temperature} must be > 0, weight={weight} in [0, 1], "
                 f"label_smoothing={label_smoothing} in [0, 1)"
             )
-        self.teacher = load_teacher(Path(teacher))
+        self.teacher = load_teacher(Path(teacher), registry)
         self.temperature, self.weight, self.label_smoothing = temperature, weight, label_smoothing
 
     def train(self, mode: bool = True) -> KnowledgeDistillation:
@@ -86,17 +91,10 @@ class KnowledgeDistillation(nn.Module):
         )
 
 
-def load_teacher(source: Path) -> nn.Module:
-    """The model of the cvkit checkpoint (or run directory) ``source``, frozen, in eval mode."""
-    from cvkit.checkpoint import load_checkpoint
-    from cvkit.inference import checkpoint_path, checkpoint_recipe, model_from_checkpoint
-    from cvkit.plugins import default_registry
-
+def load_teacher(source: Path, registry: cvkit.Registry | None = None) -> nn.Module:
+    """The model of the cvkit checkpoint (or run directory) ``source``, built by ``registry``
+    (default: the installed plugins'), frozen, in eval mode."""
     if not source.exists():
         raise ValueError(f"teacher {source} not found: expected a run directory or checkpoint file")
-    registry = default_registry()
-    path = checkpoint_path(source)
-    checkpoint = load_checkpoint(path)
-    recipe = checkpoint_recipe(checkpoint, path, (), registry)
-    model = model_from_checkpoint(checkpoint, path, recipe, registry)
-    return model.requires_grad_(False).eval()
+    # cvkit.load_trained_model loads the engine on first use, not when cvkit lists plugins
+    return cvkit.load_trained_model(source, registry).requires_grad_(False).eval()

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_dual_model.fusion import FeatureFusion, classification_layer
 
 __all__ = ["FeatureFusion", "classification_layer"]

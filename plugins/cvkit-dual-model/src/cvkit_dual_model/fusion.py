@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from cvkit.components import ModelFactory
+from cvkit import ModelFactory
 
 
 def classification_layer(model: nn.Module, num_classes: int) -> tuple[str, nn.Module, int]:
     """The last layer of ``model`` that produces the ``num_classes`` logits: an ``nn.Linear``
     with ``num_classes`` outputs or a 1x1 ``nn.Conv2d`` with ``num_classes`` channels.
     Returns its name, the layer and its number of input features."""
-    found = None
+    found: tuple[str, nn.Module, int] | None = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear) and module.out_features == num_classes:
             found = name, module, module.in_features

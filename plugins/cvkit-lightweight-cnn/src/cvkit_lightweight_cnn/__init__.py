@@ -3,8 +3,7 @@ and ``model/lightweight_cnn``."""
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_lightweight_cnn.models import (
     BaseSubModel,
     GaussianNoise,

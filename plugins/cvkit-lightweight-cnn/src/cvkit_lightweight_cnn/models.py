@@ -3,11 +3,13 @@ and the enhanced model of its reproduction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 from torchvision.ops import StochasticDepth
 
-from cvkit.components import AttentionFactory
+from cvkit import AttentionFactory
 
 
 class BaseSubModel(nn.Module):
@@ -29,7 +31,7 @@ class BaseSubModel(nn.Module):
         self,
         num_classes: int,
         in_channels: int,
-        widths: list[int] = (10, 20),
+        widths: Sequence[int] = (10, 20),
         hidden: int = 128,
         dropout: float = 0.3,
         image_size: int = 32,
@@ -145,8 +147,8 @@ class LightweightCNN(nn.Module):
         self,
         num_classes: int,
         in_channels: int,
-        widths: list[int] = (24, 48, 96),
-        blocks: list[int] = (1, 1),
+        widths: Sequence[int] = (24, 48, 96),
+        blocks: Sequence[int] = (1, 1),
         strides: list[int] | None = None,
         attention: AttentionFactory | None = None,
         dropout: float = 0.2,
@@ -174,7 +176,7 @@ class LightweightCNN(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
-        stages = []
+        stages: list[nn.Module] = []
         total = sum(blocks)
         for i, (width, count, first_stride) in enumerate(
             zip(widths[1:], blocks, strides, strict=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cvkit import hookimpl
-from cvkit.components import OptimizerFactory
-from cvkit.hookspecs import Register
+from cvkit import OptimizerFactory, Register, hookimpl
 from cvkit_lookahead.lookahead import Lookahead
 
 __all__ = ["Lookahead", "lookahead"]

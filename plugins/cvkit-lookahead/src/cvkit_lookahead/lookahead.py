@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from cvkit.optim import OptimizerWrapper
+from cvkit import OptimizerWrapper
 
 
 class Lookahead(OptimizerWrapper):
@@ -35,7 +35,7 @@ class Lookahead(OptimizerWrapper):
                 [p.detach().clone() for p in group["params"]] for group in self.param_groups
             ]
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One inner step; every k-th also synchronises slow and fast weights."""
         loss = self.optimizer.step(closure) if closure is not None else self.optimizer.step()
         self.steps += 1
@@ -47,7 +47,7 @@ class Lookahead(OptimizerWrapper):
                         fast.copy_(slow)
         return loss
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+    def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
             "slow": [[w.clone() for w in group] for group in self.slow],
@@ -56,7 +56,7 @@ class Lookahead(OptimizerWrapper):
             "alpha": self.alpha,
         }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state_dict["optimizer"])
         with torch.no_grad():
             for mine, saved in zip(self.slow, state_dict["slow"], strict=True):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_mixup.mixup import MixUp, draw_lambda
 
 __all__ = ["MixUp", "draw_lambda"]

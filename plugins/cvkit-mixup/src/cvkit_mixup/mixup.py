@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cvkit.augment import BatchAugmentation, soft_targets
+from cvkit import BatchAugmentation, soft_targets
 
 
 def draw_lambda(alpha: float, p: float, device: torch.device) -> Tensor:

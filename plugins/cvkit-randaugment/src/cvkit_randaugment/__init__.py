@@ -4,16 +4,15 @@ augmentation with a reduced search space", CVPR Workshops 2020), registered as
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.transforms import v2
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import PerSampleAugmentation, Register, hookimpl
 
 __all__ = ["RandAugment"]
 
 
-class RandAugment(nn.Module):
+class RandAugment(PerSampleAugmentation):
     """RandAugment: N operations drawn uniformly from 14, each at magnitude M.
 
     torchvision.transforms.v2.RandAugment on one uint8 image (C, H, W) -> (C, H, W) in a
@@ -25,8 +24,6 @@ class RandAugment(nn.Module):
         num_magnitude_bins: number of magnitude levels (torchvision's default 31).
         fill: pixel value for areas outside rotated/translated images (0-255).
     """
-
-    per_sample = True
 
     def __init__(
         self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31, fill: int = 0

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_residual_attention.attention_module import AttentionModule, ResidualUnit
 from cvkit_residual_attention.models import ResAttentionNet, ResNetAttention
 

@@ -41,12 +41,12 @@ class SoftMask(nn.Module):
         super().__init__()
         self.down = ResidualUnit(channels)
         self.inner = SoftMask(channels, depth - 1) if depth > 1 else None
-        self.skip = ResidualUnit(channels) if depth > 1 else None
+        self.skip = ResidualUnit(channels) if depth > 1 else None  # with inner, never alone
         self.up = ResidualUnit(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.down(F.max_pool2d(x, 3, stride=2, padding=1))
-        if self.inner is not None:
+        if self.inner is not None and self.skip is not None:
             y = self.inner(y) + self.skip(y)
         y = self.up(y)
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)

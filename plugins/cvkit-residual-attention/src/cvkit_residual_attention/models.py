@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from torch import Tensor, nn
 
-from cvkit.components import AttentionFactory
-from cvkit.pretrained import adapt_input_channels, torchvision_model
+from cvkit import AttentionFactory, adapt_input_channels, torchvision_model
 from cvkit_residual_attention.attention_module import AttentionModule
 from cvkit_resnet import BasicBlock
 
@@ -35,7 +35,7 @@ class ResAttentionNet(nn.Module):
         self,
         num_classes: int,
         in_channels: int,
-        widths: list[int] = (32, 56, 96),
+        widths: Sequence[int] = (32, 56, 96),
         attention: AttentionFactory | None = None,
         trunk_units: int = 2,
         mask_depth: int = 2,
@@ -105,7 +105,9 @@ class ResNetAttention(nn.Module):
         if channels < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"channels={channels} must be >= 1 and dropout={dropout} in [0, 1)")
         adapt_input_channels(resnet, in_channels)
-        features = resnet.fc.in_features
+        head = resnet.fc
+        assert isinstance(head, nn.Linear)  # checked above: a torchvision ResNet
+        features = head.in_features
         resnet.avgpool, resnet.fc = nn.Identity(), nn.Identity()
         self.backbone = nn.Sequential(*list(resnet.children())[:-2])  # conv1 ... layer4
         self.reduce = nn.Sequential(

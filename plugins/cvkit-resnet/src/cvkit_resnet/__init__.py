@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from typing import Any
+
+from cvkit import Register, hookimpl
 from cvkit_resnet.blocks import BasicBlock, Bottleneck
 from cvkit_resnet.resnet import (
     ResidualNetwork,
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 # Contract tests build narrow versions: the structure is the same, the compute is tiny.
-_NARROW = [
+_NARROW: list[dict[str, Any]] = [
     {"width": 4},
     {"width": 4, "attention": {"name": "se", "reduction": 2}, "dropout": 0.1, "block_dropout": 0.1},
 ]

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 
-from cvkit.components import AttentionFactory
+from cvkit import AttentionFactory
 from cvkit_resnet.blocks import BasicBlock, Bottleneck
 
 Placement = Literal["block", "stem"]
@@ -78,7 +78,7 @@ class ResidualNetwork(nn.Module):
             else nn.Identity()
         )
         block_attention = attention if attention_placement == "block" else None
-        layers: list[nn.Module] = []
+        layers: list[BasicBlock | Bottleneck] = []
         in_planes = channels
         for i, count in enumerate(blocks):
             planes = channels * 2**i

@@ -6,9 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from cvkit import hookimpl
-from cvkit.components import OptimizerFactory
-from cvkit.hookspecs import Register
+from cvkit import OptimizerFactory, Register, hookimpl
 from cvkit_sam.sam import SAM
 
 __all__ = ["SAM", "sam"]

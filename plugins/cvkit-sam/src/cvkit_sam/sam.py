@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
-from cvkit.optim import OptimizerWrapper
+from cvkit import OptimizerWrapper
 
 
 class SAM(OptimizerWrapper):
@@ -39,8 +39,14 @@ class SAM(OptimizerWrapper):
         self.requires_closure = True
         self.rho, self.adaptive = rho, adaptive
 
-    def _params(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+    def _params(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, gradient) of every parameter that has a gradient."""
+        return [
+            (p, p.grad)
+            for group in self.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
 
     @torch.no_grad()
     def ascent(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -48,17 +54,17 @@ class SAM(OptimizerWrapper):
         params = self._params()
         if not params:
             return []
-        scaled = [(p.abs() * p.grad if self.adaptive else p.grad) for p in params]
+        scaled = [(p.abs() * g if self.adaptive else g) for p, g in params]
         norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in scaled]))
         scale = self.rho / (norm + 1e-12)
         moves = []
-        for p in params:
-            e = (p.square() if self.adaptive else 1.0) * p.grad * scale
+        for p, g in params:
+            e = (p.square() if self.adaptive else 1.0) * g * scale
             p.add_(e)
             moves.append((p, e))
         return moves
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One SAM step; ``closure`` recomputes the loss and gradients (required)."""
         if closure is None:
             raise RuntimeError("SAM needs a closure that recomputes the loss and its gradients")
@@ -73,14 +79,14 @@ class SAM(OptimizerWrapper):
         self.optimizer.step()
         return loss
 
-    def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
+    def state_dict(self) -> dict[str, Any]:
         return {
             "optimizer": self.optimizer.state_dict(),
             "rho": self.rho,
             "adaptive": self.adaptive,
         }
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.rho, self.adaptive = state_dict["rho"], state_dict["adaptive"]
 

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from cvkit import hookimpl
-from cvkit.hookspecs import Register
+from cvkit import Register, hookimpl
 from cvkit_snapshot_ensembles.snapshots import Snapshot, cosine_restarts
 
 __all__ = ["Snapshot", "cosine_restarts"]

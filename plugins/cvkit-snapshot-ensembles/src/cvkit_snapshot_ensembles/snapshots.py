@@ -11,9 +11,7 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler
 
-from cvkit.callbacks import Callback
-from cvkit.errors import CvkitError
-from cvkit.files import save_atomic
+from cvkit import Callback, CvkitError, TrainerView, save_atomic
 
 log = logging.getLogger("cvkit")
 
@@ -65,25 +63,18 @@ class Snapshot(Callback):
         self.cycles = cycles
         self.saved: list[str] = []
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         try:
             self.every = _cycle_epochs(trainer.epochs, self.cycles)
         except ValueError as error:
             raise CvkitError(f"callback snapshot: {error}") from None
         self.folder = Path(trainer.run_dir) / "snapshots" if trainer.run_dir else None
 
-    def on_epoch_end(self, trainer: Any) -> None:
+    def on_epoch_end(self, trainer: TrainerView) -> None:
         if self.folder is None or trainer.epoch % self.every:
             return
-        full = trainer.state_dict()
-        keep = ("format", "cvkit_version", "recipe", "classes", "in_channels", "image_size")
-        state = {k: full[k] for k in keep if k in full} | {
-            "model": full["model"],
-            "ema": full["ema"],
-            "epoch": trainer.epoch,
-        }
         path = self.folder / f"epoch-{trainer.epoch}.pt"
-        save_atomic(state, path)
+        save_atomic(trainer.model_checkpoint(), path)
         self.saved.append(path.name)
         log.info("snapshot %d of %d: %s", len(self.saved), self.cycles, path)
 

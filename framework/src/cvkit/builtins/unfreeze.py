@@ -1,0 +1,63 @@
+"""Built-in plugin: ``callback/unfreeze``, progressive unfreezing by module-name patterns."""
+
+from __future__ import annotations
+
+import logging
+
+from cvkit.engine.callback import Callback, TrainerView
+from cvkit.hookspecs import Register, hookimpl
+from cvkit.models.freezing import selected_parameters, set_trainable
+
+log = logging.getLogger("cvkit")
+
+
+class Unfreeze(Callback):
+    """Progressive unfreezing: make more of the model trainable as training goes on.
+
+    ``schedule`` maps an epoch (1-based, as a TOML key) to module-name patterns (as in
+    ``model.freeze``) made trainable from the start of that epoch on, e.g.
+    ``{ 3 = ["layer4"], 5 = ["layer3"] }``. The optimizer holds every parameter from the
+    start, so newly trainable ones join it with their learning-rate group. On resume, the
+    patterns of every epoch already reached are applied again.
+
+    Args:
+        schedule: epoch -> patterns of the parameters to unfreeze at its start.
+    """
+
+    def __init__(self, schedule: dict[str, list[str]] | None = None) -> None:
+        self.schedule: dict[int, list[str]] = {}
+        for epoch, patterns in (schedule or {}).items():
+            if not str(epoch).isdigit() or int(epoch) < 1:
+                raise ValueError(f"schedule key {epoch!r} must be an epoch number >= 1")
+            self.schedule[int(epoch)] = list(patterns)
+
+    def on_fit_start(self, trainer: TrainerView) -> None:
+        for epoch, patterns in self.schedule.items():  # fail before training, not at epoch N
+            for pattern in patterns:
+                selected_parameters(trainer.model, pattern, self._where(epoch))
+        self._apply(trainer)  # a run resumed in the middle of an epoch gets no on_epoch_start
+
+    def on_epoch_start(self, trainer: TrainerView) -> None:
+        self._apply(trainer)
+
+    def _apply(self, trainer: TrainerView) -> None:
+        current = trainer.epoch + 1
+        for epoch, patterns in sorted(self.schedule.items()):
+            if epoch <= current:
+                changed = set_trainable(trainer.model, patterns, True, self._where(epoch))
+                if changed:
+                    log.info(
+                        "epoch %d: unfroze %d parameter tensors (%s)",
+                        current,
+                        changed,
+                        ", ".join(patterns),
+                    )
+
+    @staticmethod
+    def _where(epoch: int) -> str:
+        return f"callbacks: unfreeze: schedule.{epoch}"
+
+
+@hookimpl
+def register_callbacks(register: Register) -> None:
+    register("unfreeze", Unfreeze, examples=[{}, {"schedule": {"2": ["*"]}}])

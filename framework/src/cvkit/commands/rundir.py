@@ -1,0 +1,122 @@
+"""Run directories: where they go, the environment record, and the run's log.
+
+Layout of ``<output_dir>/<experiment>/<YYYYmmdd-HHMMSS>-<id>/``: ``recipe.toml`` (resolved),
+``env.json``, ``run.log``, ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/{last,best}.pt``,
+``eval.json``. A run never writes into a directory that holds something already.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cvkit.errors import CvkitError
+from cvkit.registry.registry import Registry
+from cvkit.version import __version__
+
+log = logging.getLogger("cvkit")
+
+
+def new_run_dir(output_dir: Path, experiment: str, exact: Path | None = None) -> Path:
+    """Create the run directory: ``exact`` if given (absent or empty), else a fresh one."""
+    if exact is not None:
+        if exact.exists() and (not exact.is_dir() or any(exact.iterdir())):
+            raise CvkitError(
+                f"--output {exact} already exists and is not empty; runs are never overwritten"
+            )
+        exact.mkdir(parents=True, exist_ok=True)
+        return exact
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    while True:
+        path = output_dir / experiment / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:  # the same second and id: draw again
+            continue
+
+
+def git_revision(folder: Path) -> str | None:
+    """``HEAD``'s commit (``+dirty`` with uncommitted changes) of the repository around ``folder``."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}+dirty" if dirty else head
+
+
+def environment(registry: Registry, device: torch.device, argv: list[str]) -> dict[str, Any]:
+    """What ran this: versions of Python, torch, cvkit and plugins, the device, git, command."""
+    device_name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or "cpu"
+    )
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": argv,
+        "cwd": str(Path.cwd()),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "cvkit": __version__,
+        "plugins": {p.dist: p.version for p in registry.plugins if not (p.errors or p.disabled)},
+        "device": str(device),
+        "device_name": device_name,
+        "cpu_threads": torch.get_num_threads(),
+        "git": git_revision(Path.cwd()),
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Pretty JSON, ending in a newline."""
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+@contextlib.contextmanager
+def run_logging(run_dir: Path) -> Iterator[None]:
+    """Log cvkit's messages to stderr and, with timestamps, to ``run_dir/run.log`` (appended)."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logfile = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    previous = log.level
+    log.setLevel(logging.INFO)
+    log.addHandler(console)
+    log.addHandler(logfile)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(console)
+        log.removeHandler(logfile)
+        logfile.close()
+        log.setLevel(previous)
+        log.propagate = True

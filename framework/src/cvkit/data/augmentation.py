@@ -1,0 +1,66 @@
+"""The base classes of augmentations: on whole batches on the device, or per image in workers."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+
+class BatchAugmentation(nn.Module):
+    """An augmentation of a whole batch on the training device.
+
+    Subclasses implement ``forward(images, targets) -> (images, targets)``:
+    ``images`` float (N, C, H, W), dtype kept; ``targets`` int64 (N,) or float (N, K) soft.
+    Class attributes declare what the engine and the contract tests may expect.
+
+    Attributes:
+        soft_targets: the output targets are soft (N, K) even for hard input (MixUp, CutMix).
+        changes_size: the output spatial size may differ from the input's (resize, crop to size).
+        min_size: the smallest height and width the augmentation accepts (per instance).
+        per_sample: False: it works on batches (see :class:`PerSampleAugmentation`).
+    """
+
+    soft_targets: ClassVar[bool] = False
+    changes_size: ClassVar[bool] = False
+    per_sample: ClassVar[bool] = False
+    min_size: int = 1
+
+    def forward(
+        self, images: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(images, targets)")
+
+
+class PerSampleAugmentation(nn.Module):
+    """An augmentation of one image at a time, for operations that only exist per image
+    (RandAugment, AutoAugment, albumentations, ...).
+
+    Subclasses implement ``forward(image) -> image`` on one uint8 (C, H, W) image; it runs in
+    DataLoader workers before batching, so it must come before the batch augmentations in
+    ``augment.train``, and the images it returns must all have one size. Randomness comes
+    from torch's (and Python's and NumPy's) generators, which cvkit seeds per image, so
+    results do not depend on the number of workers.
+
+    Attributes:
+        changes_size: the output image's size may differ from the input's.
+    """
+
+    per_sample: ClassVar[bool] = True
+    changes_size: ClassVar[bool] = False
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(image)")
+
+
+def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``targets`` as class probabilities (N, num_classes) float32: hard labels (N,) become
+    one-hot rows, soft targets pass through."""
+    if targets.ndim == 2:
+        if targets.shape[1] != num_classes:
+            raise ValueError(
+                f"soft targets have {targets.shape[1]} classes, expected {num_classes}"
+            )
+        return targets.float()
+    return torch.nn.functional.one_hot(targets, num_classes).float()

@@ -1,0 +1,228 @@
+"""Batches from splits held in memory, augmented on the training device.
+
+The fast path indexes a uint8 tensor that lives on the device, converts the batch to float
+in [0, 1] and applies the batch augmentations there: no per-sample Python in the loop.
+Augmentations that declare ``per_sample = True`` (operations that only exist per image) run
+first, in DataLoader workers, on uint8 images; each sample's randomness is seeded from the
+loader's generator, so results do not depend on the number of workers or on resuming.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from cvkit.data.images import resize
+from cvkit.data.tensors import ImageTensors
+from cvkit.errors import CvkitError
+from cvkit.hookspecs import capability
+from cvkit.recipe.schema import DataSettings
+
+
+def batches_per_epoch(count: int, batch_size: int, drop_last: bool) -> int:
+    """Number of batches in one pass over ``count`` images."""
+    full, rest = divmod(count, batch_size)
+    return full + (1 if rest and not drop_last else 0)
+
+
+def _is_per_sample(augmentation: nn.Module) -> bool:
+    return bool(capability(augmentation, "per_sample"))
+
+
+def check_order(augmentations: Sequence[nn.Module], key: str) -> None:
+    """Per-sample augmentations run on uint8 images before batching: they must come first."""
+    seen_batch = None
+    for i, augmentation in enumerate(augmentations):
+        if not _is_per_sample(augmentation):
+            seen_batch = seen_batch if seen_batch is not None else i
+        elif seen_batch is not None:
+            raise CvkitError(
+                f"{key}[{i}] ({type(augmentation).__name__}) works per sample and must come before "
+                f"the batch augmentations ({key}[{seen_batch}] is one)"
+            )
+
+
+class _PerSample(Dataset):
+    """Items ``(index, seed)``: image ``index`` through the per-sample augmentations under ``seed``."""
+
+    def __init__(self, images: Tensor, augmentations: Sequence[nn.Module]) -> None:
+        self.images = images
+        self.augmentations = list(augmentations)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, item: tuple[int, int]) -> Tensor:
+        index, seed = item
+        in_worker = torch.utils.data.get_worker_info() is not None
+        saved = None if in_worker else (random.getstate(), np.random.get_state())
+        with torch.random.fork_rng(devices=[], enabled=not in_worker):
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's is not ours
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            image = self.images[index]
+            for augmentation in self.augmentations:
+                image = augmentation(image)
+        if saved is not None:  # the main process's generators continue as if untouched
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+        return image
+
+
+class BatchLoader:
+    """Epochs of ``(images, targets)`` batches from one split held in memory.
+
+    ``images``: float32 (N, C, H, W) on ``device``, values in [0, 1] before the augmentations
+    (which usually end with normalize), resized to ``image_size`` ([height, width]) first
+    when it is given; ``targets``: int64 (N,), or float (N, K) after a
+    label-mixing augmentation. The shuffling generator's state (see :meth:`state_dict`) is
+    saved in checkpoints, so a resumed epoch sees the same batches.
+    """
+
+    def __init__(
+        self,
+        data: ImageTensors,
+        *,
+        batch_size: int,
+        device: torch.device,
+        augmentations: Sequence[nn.Module] = (),
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        workers: int = 0,
+        channels_last: bool = False,
+        image_size: list[int] | None = None,
+        key: str = "augment",
+    ) -> None:
+        check_order(augmentations, key)
+        per_sample = [a for a in augmentations if _is_per_sample(a)]
+        self.batch_augmentations = [a.to(device) for a in augmentations if not _is_per_sample(a)]
+        self.device, self.batch_size = device, batch_size
+        self.shuffle, self.drop_last, self.channels_last = shuffle, drop_last, channels_last
+        self.image_size = image_size
+        self.classes = data.classes
+        self.labels = data.labels.to(device)
+        self.count = len(data)
+        if drop_last and self.count < batch_size:
+            raise CvkitError(
+                f"{self.count} images are fewer than one batch of {batch_size} (data.batch_size)"
+            )
+        self.workers = workers
+        self.per_sample = _PerSample(data.images, per_sample) if per_sample else None
+        # Without per-sample work the images live on the device; otherwise workers read them on the CPU.
+        self.images = data.images.to(device) if self.per_sample is None else data.images
+        self.generator = torch.Generator().manual_seed(seed)
+        self._epoch_start = self.generator.get_state()
+
+    def __len__(self) -> int:
+        return batches_per_epoch(self.count, self.batch_size, self.drop_last)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The generator state at the start of the current epoch (or the next, between epochs)."""
+        return {"generator": self._epoch_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._epoch_start = state["generator"]
+        self.generator.set_state(self._epoch_start)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over the split, from batch ``start`` on (to resume an epoch part-way)."""
+        self.generator.set_state(self._epoch_start)
+        order = (
+            torch.randperm(self.count, generator=self.generator)
+            if self.shuffle
+            else torch.arange(self.count)
+        )
+        seed = int(torch.randint(0, 2**62, (), generator=self.generator))
+        if self.per_sample is None:
+            order = order.to(self.device)  # one transfer per epoch, none per batch
+        batches = list(order.split(self.batch_size))[: len(self)]
+        for images, labels in self._batches(batches[start:], seed):
+            yield self._augment(images, labels)
+        self._epoch_start = self.generator.get_state()
+
+    def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+        if self.per_sample is None:
+            for indices in batches:  # already on the device (see epoch)
+                yield self.images[indices], self.labels[indices]
+            return
+        items = [
+            [(int(i), (seed + int(i) * 1_000_003) % 2**63) for i in indices] for indices in batches
+        ]
+        loader = DataLoader(
+            self.per_sample,
+            batch_sampler=items,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(
+                seed
+            ),  # else it draws from the global generator
+        )
+        for indices, images in zip(batches, loader, strict=True):
+            yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]
+
+    def _augment(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        images = resize(images.float().div_(255), self.image_size)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = labels
+        for augmentation in self.batch_augmentations:
+            images, targets = augmentation(images, targets)
+        return images, targets
+
+
+def training_loader(
+    split: ImageTensors,
+    data: DataSettings,
+    *,
+    device: torch.device,
+    augmentations: Sequence[nn.Module],
+    seed: int,
+    channels_last: bool = False,
+) -> BatchLoader:
+    """Shuffled training batches of ``split`` as recipe section ``data`` ([data]) asks:
+    ``batch_size``, ``drop_last``, ``workers`` and ``image_size``; shuffled with ``seed``."""
+    return BatchLoader(
+        split,
+        batch_size=data.batch_size,
+        device=device,
+        augmentations=augmentations,
+        shuffle=True,
+        drop_last=data.drop_last,
+        seed=seed,
+        workers=data.workers,
+        channels_last=channels_last,
+        image_size=data.input_size,
+        key="augment.train",
+    )
+
+
+def evaluation_loader(
+    split: ImageTensors,
+    data: DataSettings,
+    *,
+    device: torch.device,
+    augmentations: Sequence[nn.Module],
+    channels_last: bool = False,
+) -> BatchLoader:
+    """Batches of ``split`` in order, for validation, test and prediction: ``eval_batch_size``
+    images (default: twice ``batch_size``), ``workers`` and ``image_size`` from [data]."""
+    return BatchLoader(
+        split,
+        batch_size=data.eval_batch_size or 2 * data.batch_size,
+        device=device,
+        augmentations=augmentations,
+        workers=data.workers,
+        channels_last=channels_last,
+        image_size=data.input_size,
+        key="augment.eval",
+    )

@@ -1,0 +1,128 @@
+"""Classification metrics from logits: top-k accuracy, loss, confusion matrix, macro P/R/F1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cvkit.engine.device import autocast
+
+
+class Accumulator:
+    """Sums over batches of an evaluation, kept on the device until :meth:`result`.
+
+    Collects the confusion matrix (rows: true class, columns: predicted class), top-5 hits
+    and the summed cross-entropy (nats), so nothing synchronises with the device per batch.
+    """
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+        self.top5 = torch.zeros((), dtype=torch.int64, device=device)
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch: ``logits`` (N, K) float, ``labels`` (N,) int64."""
+        logits = logits.float()
+        predicted = logits.argmax(1)
+        self.confusion += torch.bincount(
+            labels * self.num_classes + predicted, minlength=self.num_classes**2
+        )
+        k = min(5, self.num_classes)
+        self.top5 += (logits.topk(k, dim=1).indices == labels[:, None]).any(1).sum()
+        self.loss += F.cross_entropy(logits, labels, reduction="sum").double()
+        self.count += labels.shape[0]
+
+    def result(self, classes: Sequence[str]) -> dict[str, Any]:
+        """The metrics (see :func:`classification_metrics`)."""
+        confusion = self.confusion.view(self.num_classes, self.num_classes).cpu()
+        return classification_metrics(
+            confusion, classes, loss_sum=float(self.loss), top5_hits=int(self.top5)
+        )
+
+
+def classification_metrics(
+    confusion: torch.Tensor, classes: Sequence[str], *, loss_sum: float, top5_hits: int
+) -> dict[str, Any]:
+    """Metrics from a (K, K) confusion matrix (rows true, columns predicted).
+
+    Accuracies, precision, recall and F1 are fractions in [0, 1]; ``loss`` is the mean
+    cross-entropy in nats. Macro averages weigh every class equally; a class that is never
+    predicted has precision 0 (likewise recall for a class absent from the split).
+    ``top5`` is top-min(5, K) accuracy.
+    """
+    confusion = confusion.to(torch.float64)
+    count = float(confusion.sum())
+    hits = confusion.diag()
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    recall = torch.where(support > 0, hits / support.clamp(min=1), 0.0)
+    precision = torch.where(predicted > 0, hits / predicted.clamp(min=1), 0.0)
+    denominator = precision + recall
+    f1 = torch.where(denominator > 0, 2 * precision * recall / denominator.clamp(min=1e-12), 0.0)
+    return {
+        "samples": int(count),
+        "top1": float(hits.sum()) / count if count else 0.0,
+        "top5": top5_hits / count if count else 0.0,
+        "loss": loss_sum / count if count else 0.0,
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "per_class_accuracy": {name: float(r) for name, r in zip(classes, recall, strict=True)},
+        "classes": list(classes),
+        "confusion_matrix": confusion.to(torch.int64).tolist(),
+    }
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    classes: Sequence[str],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """Metrics of ``model`` (in eval mode) over ``batches`` of (images, int64 labels)."""
+    was_training = model.training
+    model.eval()
+    accumulator = Accumulator(len(classes), device)
+    for images, labels in batches:
+        with autocast(device, autocast_dtype):
+            logits = model(images)
+        accumulator.update(logits, labels)
+    model.train(was_training)
+    return accumulator.result(classes)
+
+
+@torch.no_grad()
+def collect_logits(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, K) float32 and labels (N,) int64 of ``model`` (in eval mode) over
+    ``batches``, on the CPU, in the batches' order."""
+    was_training = model.training
+    model.eval()
+    logits, labels = [], []
+    for images, targets in batches:
+        with autocast(device, autocast_dtype):
+            logits.append(model(images).float())
+        labels.append(targets)
+    model.train(was_training)
+    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
+
+
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]
+) -> dict[str, Any]:
+    """The metrics of :func:`evaluate_model` from logits (N, K) and labels (N,)."""
+    accumulator = Accumulator(len(classes), logits.device)
+    accumulator.update(logits, labels)
+    return accumulator.result(classes)

@@ -1,0 +1,237 @@
+"""One stage of training: what a training procedure receives, and the standard way to train it.
+
+A recipe without ``[[stages]]`` is one stage written to the run directory itself; a recipe
+with stages trains each in ``<run>/stages/<name>/`` (checkpoints, metrics, eval.json), one
+after another, each starting from the weights its ``init`` names. The built-in ``standard``
+procedure is :func:`train_stage`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from cvkit.data.batches import BatchLoader, batches_per_epoch, evaluation_loader, training_loader
+from cvkit.data.splits import Splits, load_splits
+from cvkit.data.tensors import ImageDataset, ImageTensors
+from cvkit.engine.build import (
+    BuiltComponents,
+    build_components,
+    build_dataset,
+    trainable_parameters,
+)
+from cvkit.engine.calibration import calibration_report
+from cvkit.engine.callback import Callback
+from cvkit.engine.checkpoint import checkpoint_weights, load_checkpoint, load_model_weights
+from cvkit.engine.metrics import collect_logits, metrics_from_logits
+from cvkit.engine.rng import seed_everything
+from cvkit.engine.trainer import TrainingLoop
+from cvkit.errors import CvkitError
+from cvkit.recipe.schema import Recipe
+from cvkit.recipe.writing import dump_recipe
+from cvkit.registry.registry import Registry
+
+log = logging.getLogger("cvkit")
+
+
+@attrs.frozen(eq=False)
+class StageContext:
+    """One stage to train, as a training procedure receives it.
+
+    Attributes:
+        name: the stage's name ("" for a recipe without stages).
+        recipe: the stage's complete recipe (its ``[[stages]]`` keys over the top level).
+        run_dir: the directory the stage writes to.
+        registry: the component registry.
+        device: the training device.
+        init: module name ("" for the whole model) -> checkpoint file the stage starts from.
+        checkpoint: (path, state) of the stage's last checkpoint when resuming, else None.
+        callbacks: callback objects added to the recipe's by the caller (``cvkit tune``
+            reports each epoch's validation accuracy to its study through one).
+    """
+
+    name: str
+    recipe: Recipe
+    run_dir: Path
+    registry: Registry
+    device: torch.device
+    init: Mapping[str, Path] = attrs.field(factory=dict)
+    checkpoint: tuple[Path, dict[str, Any]] | None = None
+    callbacks: tuple[Callback, ...] = ()
+
+
+def load_initial_weights(model: nn.Module, init: Mapping[str, Path], where: str) -> None:
+    """Load each source checkpoint's weights (EMA weights when it kept an EMA) into the
+    module of ``model`` its key names ("" for the whole model); ``where`` names the recipe key."""
+    for module_name, path in init.items():
+        try:
+            target = model.get_submodule(module_name) if module_name else model
+        except AttributeError:
+            modules = ", ".join(name for name, _ in model.named_children())
+            raise CvkitError(
+                f"{where}: the model has no module {module_name!r} (its top-level modules: {modules})"
+            ) from None
+        load_model_weights(target, checkpoint_weights(load_checkpoint(path)), path)
+        log.info("%s: %s from %s", where, module_name or "model", path)
+
+
+def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str, Any]:
+    """Train ``stage`` with one model and the loop of :mod:`cvkit.engine.trainer`, evaluate it
+    and return the evaluation (also written to eval.json). ``model``: train this module
+    instead of the recipe's model (the model table's max_params, freeze and trainable
+    still apply)."""
+    recipe = stage.recipe
+    _seed_and_configure(recipe, stage.device)
+    dataset = build_dataset(recipe, stage.registry)
+    splits = load_splits(recipe.data, dataset)
+    steps = batches_per_epoch(len(splits.train), recipe.data.batch_size, recipe.data.drop_last)
+    components = build_components(
+        recipe,
+        stage.registry,
+        dataset,
+        steps_per_epoch=steps,
+        load_weights="" not in stage.init and stage.checkpoint is None,
+        model=model,
+    )
+    if stage.checkpoint is None:
+        load_initial_weights(components.model, stage.init, f"stage {stage.name} init")
+    loop, test_loader = _training_loop(stage, dataset, splits, components)
+    if stage.checkpoint is not None:
+        loop.load_state_dict(stage.checkpoint[1], stage.checkpoint[0])
+        log.info("resuming %s at epoch %d, batch %d", stage.run_dir, loop.epoch + 1, loop.batch)
+    _log_start(stage, splits, components, steps)
+    loop.fit()
+    return final_evaluation(loop, recipe, stage.run_dir, loop.val_loader, test_loader)
+
+
+def _seed_and_configure(recipe: Recipe, device: torch.device) -> None:
+    """Seed every generator with ``experiment.seed``; deterministic algorithms if asked,
+    else cuDNN's autotuner on CUDA."""
+    seed_everything(recipe.experiment.seed)
+    if recipe.trainer.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def _training_loop(
+    stage: StageContext, dataset: ImageDataset, splits: Splits, components: BuiltComponents
+) -> tuple[TrainingLoop, BatchLoader | None]:
+    """The loop over the stage's splits, and the test split's loader (None without one)."""
+    recipe, device = stage.recipe, stage.device
+    channels_last = recipe.trainer.channels_last
+
+    def evaluation(split: ImageTensors | None) -> BatchLoader | None:
+        if split is None:
+            return None
+        return evaluation_loader(
+            split,
+            recipe.data,
+            device=device,
+            augmentations=components.eval_augment,
+            channels_last=channels_last,
+        )
+
+    train_loader = training_loader(
+        splits.train,
+        recipe.data,
+        device=device,
+        augmentations=components.train_augment,
+        seed=recipe.experiment.seed,
+        channels_last=channels_last,
+    )
+    loop = TrainingLoop(
+        components.model,
+        components.optimizer,
+        components.loss,
+        train_loader,
+        epochs=recipe.experiment.epochs,
+        device=device,
+        settings=recipe.trainer,
+        precision=recipe.experiment.precision,
+        val_loader=evaluation(splits.val),
+        scheduler=components.scheduler,
+        callbacks=[*components.callbacks, *stage.callbacks],
+        run_dir=stage.run_dir,
+        recipe=recipe,
+        metadata={
+            "recipe": dump_recipe(recipe),
+            "classes": list(splits.train.classes),
+            "in_channels": dataset.in_channels,
+            "image_size": list(splits.train.images.shape[-2:]),
+        },
+    )
+    return loop, evaluation(splits.test)
+
+
+def _log_start(
+    stage: StageContext, splits: Splits, components: BuiltComponents, steps: int
+) -> None:
+    log.info(
+        "%s: %s, %s trainable parameters, %d train / %d val / %d test images, %d steps per epoch, on %s",
+        stage.run_dir,
+        stage.recipe.model.key,
+        f"{trainable_parameters(components.model):,}",
+        len(splits.train),
+        len(splits.val) if splits.val else 0,
+        len(splits.test) if splits.test else 0,
+        steps,
+        stage.device,
+    )
+
+
+def final_evaluation(
+    loop: TrainingLoop,
+    recipe: Recipe,
+    run_dir: Path,
+    val_loader: BatchLoader | None,
+    test_loader: BatchLoader | None,
+) -> dict[str, Any]:
+    """Validation and test metrics with the weights ``recipe.trainer.eval_weights`` asks
+    for, and the calibration fitted on the validation split (see
+    :mod:`cvkit.engine.calibration`)."""
+    weights = "last"
+    best = run_dir / "checkpoints" / "best.pt"
+    if recipe.trainer.eval_weights == "best" and best.is_file():
+        state = load_checkpoint(best)
+        load_model_weights(loop.model, state["model"], best)
+        if loop.ema is not None:
+            loop.ema.load_state_dict(state["ema"])
+        weights = f"best (epoch {state['epoch']})"
+    model = loop.evaluation_model()
+    outputs = {
+        split: collect_logits(model, loader, loop.device, loop.autocast_dtype)
+        for split, loader in (("val", val_loader), ("test", test_loader))
+        if loader is not None
+    }
+    classes = loop.train_loader.classes
+    result: dict[str, Any] = {
+        "weights": weights,
+        "epochs": loop.epoch,
+        "val": metrics_from_logits(*outputs["val"], classes) if "val" in outputs else None,
+        "test": metrics_from_logits(*outputs["test"], classes) if "test" in outputs else None,
+        # temperature and class thresholds fitted on the validation split
+        "calibration": calibration_report(outputs["val"], outputs.get("test"))
+        if "val" in outputs
+        else None,
+    }
+    for split in ("val", "test"):
+        metrics = result[split]
+        if metrics is not None:
+            log.info(
+                "%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  macro-F1 %.4f  (%d images)",
+                split,
+                weights,
+                100 * metrics["top1"],
+                100 * metrics["top5"],
+                metrics["loss"],
+                metrics["macro_f1"],
+                metrics["samples"],
+            )
+    return result

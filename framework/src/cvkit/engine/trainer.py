@@ -1,0 +1,451 @@
+"""The training loop: one explicit loop, callbacks at documented events, exact resume.
+
+Per batch the loop does what a hand-written one does (forward under autocast, loss,
+backward, optional clipping, optimizer and scheduler step, optional EMA update) plus one
+argmax-compare-sum for the running accuracy; the batch's loss and hit count stay on the
+device until a sync point: the finite-loss check every ``check_every`` batches, a
+progress redraw, a checkpoint, or the end of the epoch.
+
+What callbacks may read and set on the loop is :class:`cvkit.engine.callback.TrainerView`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from cvkit.data.batches import BatchLoader
+from cvkit.engine.callback import Callback
+from cvkit.engine.checkpoint import FORMAT, load_model_weights
+from cvkit.engine.device import AUTOCAST_DTYPES, autocast
+from cvkit.engine.metrics import evaluate_model
+from cvkit.engine.rng import rng_state, set_rng_state
+from cvkit.errors import CvkitError, NonFiniteLossError
+from cvkit.hookspecs import capability
+from cvkit.recipe.schema import Recipe, TrainerSettings
+from cvkit.version import __version__
+
+log = logging.getLogger("cvkit")
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Turn the first SIGINT into a flag (the returned callable reads it); a second one raises."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+        log.warning("interrupted: stopping after this batch (press Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Inside the block, batch-norm layers normalise with batch statistics as usual but leave
+    their running statistics (and batch counters) as they were: for extra forward passes
+    over the same batch, such as SAM's second one."""
+    norms = [
+        (m, m.num_batches_tracked)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.num_batches_tracked is not None
+    ]
+    saved = [(m.momentum, count.clone()) for m, count in norms]
+    for m, _ in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for (m, count), (momentum, before) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            count.copy_(before)
+
+
+class TrainingLoop:
+    """Trains ``model`` on ``train_loader`` for ``epochs``, validating on ``val_loader``.
+
+    ``settings``: the recipe's ``[trainer]`` section (gradient clipping, EMA, channels-last,
+    compile; the default: none of them). ``precision``: 'fp32', 'bf16' or 'fp16' (autocast;
+    fp16 adds gradient scaling). ``metadata`` is stored in every checkpoint (recipe text,
+    classes, input shape). Callbacks see it as a :class:`~cvkit.engine.callback.TrainerView`.
+    """
+
+    check_every = 100
+    """Batches between checks that the running loss is finite (each one waits for the device)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: nn.Module,
+        train_loader: BatchLoader,
+        *,
+        epochs: int,
+        device: torch.device,
+        settings: TrainerSettings | None = None,
+        precision: str = "fp32",
+        val_loader: BatchLoader | None = None,
+        scheduler: Any = None,
+        callbacks: Sequence[Callback] = (),
+        run_dir: Path | None = None,
+        recipe: Recipe | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings = settings or TrainerSettings()
+        self.device = device
+        self.model = model.to(device)
+        if settings.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]
+        self.optimizer, self.scheduler, self.loss = optimizer, scheduler, loss.to(device)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.epochs, self.steps_per_epoch = epochs, len(train_loader)
+        self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self.requires_closure = bool(capability(optimizer, "requires_closure"))
+        if self.requires_closure and self.scaler is not None:
+            raise CvkitError(
+                f"{type(optimizer).__name__} steps with a closure, which fp16 gradient scaling cannot"
+            )
+        self.loss_uses_inputs = bool(capability(loss, "uses_inputs"))
+        self.interval = capability(scheduler, "interval") if scheduler is not None else None
+        self.ema = self._averaged_model(settings.ema_decay)
+        self.callbacks = sorted(callbacks, key=lambda c: capability(c, "priority"))
+        self.run_dir, self.recipe = run_dir, recipe
+        self.metadata = dict(metadata or {})
+        self.epoch = self.batch = self.step = 0
+        self.metrics: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.should_stop = False
+        self.resumed = False
+        self._loader_state = train_loader.state_dict()
+        self._interrupted: Callable[[], bool] = lambda: False
+        self._reset_running()
+
+    def _averaged_model(self, decay: float | None) -> AveragedModel | None:
+        """An exponential moving average of the weights (and buffers) with ``decay``, or None."""
+        if not decay:
+            return None
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        """Train until ``epochs`` are done or a callback sets ``should_stop``.
+
+        A first Ctrl-C finishes the current batch and then raises KeyboardInterrupt (so a
+        checkpoint taken then resumes exactly); a second one interrupts at once.
+        """
+        try:
+            with _deferred_interrupt() as interrupted:
+                self._interrupted = interrupted
+                self._emit("on_fit_start")
+                while self.epoch < self.epochs and not self.should_stop:
+                    self._train_epoch()
+                    self._validate()
+                    self.epoch += 1
+                    self.batch = 0
+                    self._loader_state = self.train_loader.state_dict()
+                    self.history.append({"epoch": self.epoch, "step": self.step, **self.metrics})
+                    self._reset_running()
+                    self._emit("on_epoch_end")
+        except BaseException as error:
+            self._emit_exception(error)
+            raise
+        self._emit("on_fit_end")
+
+    def _train_epoch(self) -> None:
+        self.model.train()
+        if self.batch == 0:
+            self._emit("on_epoch_start")
+        self._epoch_started = time.perf_counter()
+        self._settle()
+        self._seen_at_start = self._seen
+        for images, targets in self.train_loader.epoch(start=self.batch):
+            self._train_step(images, targets)
+            self.batch += 1
+            self.step += 1
+            if self.interval == "step":
+                self.scheduler.step()
+            if self.batch % self.check_every == 0:
+                self.check_finite()
+            self._emit("on_batch_end")
+            if self._interrupted():
+                raise KeyboardInterrupt
+        if self.interval == "epoch":
+            self.scheduler.step()
+        self.check_finite()
+        self.metrics = {**self.running_metrics(), **self._throughput()}
+
+    def _train_step(self, images: Tensor, targets: Tensor) -> None:
+        if self.requires_closure:
+            logits, loss = self._closure_step(images, targets)
+        else:
+            with self._autocast():
+                logits = self.forward(images)
+                loss = self._loss(logits, targets, images)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self._clip(unscale=True)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self._clip(unscale=False)
+                self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        hard = targets.argmax(1) if targets.ndim == 2 else targets
+        self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
+
+    def _closure_step(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of an optimizer that evaluates the loss itself, possibly several times
+        (SAM: at the weights, then at the perturbed weights). Each call of the closure
+        computes the loss and (clipped) gradients at the current weights; batch-norm running
+        statistics are updated by the first call only. Returns the first call's logits and loss."""
+        first: list[tuple[Tensor, Tensor]] = []
+
+        def closure() -> Any:  # the loss tensor (torch's stubs say float)
+            self.optimizer.zero_grad(set_to_none=True)
+            again = frozen_running_stats(self.model) if first else contextlib.nullcontext()
+            with self._autocast(), again:
+                logits = self.forward(images)
+                loss = self._loss(logits, targets, images)
+            loss.backward()
+            self._clip(unscale=False)
+            if not first:
+                first.append((logits.detach(), loss.detach()))
+            return loss
+
+        self.optimizer.step(closure)
+        if not first:
+            raise CvkitError(f"{type(self.optimizer).__name__}.step did not call its closure")
+        return first[0]
+
+    def _loss(self, logits: Tensor, targets: Tensor, images: Tensor) -> Tensor:
+        if self.loss_uses_inputs:  # distillation: the teacher sees the same batch
+            return self.loss(logits, targets, images)
+        return self.loss(logits, targets)
+
+    def _clip(self, *, unscale: bool) -> None:
+        norm, value = self.settings.clip_grad_norm, self.settings.clip_grad_value
+        if norm is None and value is None:
+            return
+        if unscale and self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        parameters = [
+            p
+            for group in self.optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if norm is not None:
+            nn.utils.clip_grad_norm_(parameters, norm)
+        if value is not None:
+            nn.utils.clip_grad_value_(parameters, value)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.device, self.autocast_dtype)
+
+    def _validate(self) -> None:
+        if self.val_loader is None:
+            return
+        result = self.evaluate(self.val_loader)
+        self.metrics |= {
+            "val/loss": result["loss"],
+            "val/acc": result["top1"],
+            "val/top5": result["top5"],
+        }
+        self._emit("on_validation_end")
+
+    # -- evaluation ------------------------------------------------------------------------
+
+    def evaluation_model(self) -> nn.Module:
+        """The model evaluation uses: the EMA of the weights when there is one."""
+        return self.ema.module if self.ema is not None else self.forward
+
+    def evaluate(self, loader: BatchLoader) -> dict[str, Any]:
+        """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`)."""
+        return evaluate_model(
+            self.evaluation_model(), loader, loader.classes, self.device, self.autocast_dtype
+        )
+
+    # -- running metrics -------------------------------------------------------------------
+
+    def _reset_running(self) -> None:
+        self._loss_sum, self._correct, self._seen = 0.0, 0, 0
+        self._pending: list[tuple[Tensor, Tensor, int]] = []
+
+    def _settle(self) -> None:
+        """Fold the batches' device scalars into the epoch sums: one transfer, then float64
+        sums in batch order, so a resumed epoch adds up exactly as an uninterrupted one."""
+        if not self._pending:
+            return
+        losses = torch.stack([loss for loss, _, _ in self._pending]).double().tolist()
+        hits = torch.stack([hit for _, hit, _ in self._pending]).tolist()
+        for loss, hit, (_, _, count) in zip(losses, hits, self._pending, strict=True):
+            self._loss_sum += loss * count
+            self._correct += hit
+            self._seen += count
+        self._pending.clear()
+
+    def running_metrics(self) -> dict[str, float]:
+        """Mean loss and accuracy of the current epoch so far (synchronises with the device)."""
+        self._settle()
+        seen = max(self._seen, 1)
+        return {"train/loss": self._loss_sum / seen, "train/acc": self._correct / seen}
+
+    def _throughput(self) -> dict[str, float]:
+        seconds = time.perf_counter() - self._epoch_started
+        self._settle()
+        images = self._seen - self._seen_at_start
+        return {
+            "lr": self.lr,
+            "epoch_seconds": seconds,
+            "images_per_second": images / seconds if seconds else 0.0,
+        }
+
+    def metric_names(self) -> list[str]:
+        """The keys ``metrics`` will have after an epoch."""
+        names = ["train/loss", "train/acc", "lr", "epoch_seconds", "images_per_second"]
+        return names + (["val/loss", "val/acc", "val/top5"] if self.val_loader is not None else [])
+
+    @property
+    def lr(self) -> float:
+        """The first parameter group's current learning rate."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError if the running loss is NaN or infinite."""
+        self._settle()
+        value = self._loss_sum
+        if not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); "
+                "stopped, the last good checkpoint is kept. Lower the learning rate, clip gradients "
+                "([trainer] clip_grad_norm) or use fp32"
+            )
+
+    # -- callbacks -------------------------------------------------------------------------
+
+    def _emit(self, event: str) -> None:
+        for callback in self.callbacks:
+            try:
+                getattr(callback, event)(self)
+            except Exception as error:
+                error.add_note(f"in callback {type(callback).__name__}.{event}")
+                raise
+
+    def _emit_exception(self, error: BaseException) -> None:
+        for callback in self.callbacks:
+            try:
+                callback.on_exception(self, error)
+            except Exception as inner:  # one failing handler must not hide the original error
+                log.error(
+                    "callback %s.on_exception failed: %s: %s",
+                    type(callback).__name__,
+                    type(inner).__name__,
+                    inner,
+                )
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def running_loss_is_finite(self) -> bool:
+        """Whether the weights are still trustworthy (no NaN/inf loss so far this epoch)."""
+        self._settle()
+        return math.isfinite(self._loss_sum)
+
+    def model_checkpoint(self) -> dict[str, Any]:
+        """A checkpoint of the model alone: ``metadata`` (recipe, classes, input shape), the
+        weights and their EMA, the epoch; enough for ``cvkit eval`` and ``predict``."""
+        return {
+            "format": FORMAT,
+            "cvkit_version": __version__,
+            **self.metadata,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "epoch": self.epoch,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly: :meth:`model_checkpoint` and the training state
+        (a checkpoint's content)."""
+        self._settle()
+        return self.model_checkpoint() | {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "loader": self._loader_state,
+            "callbacks": [
+                {"name": type(c).__name__, "state": c.state_dict()} for c in self.callbacks
+            ],
+            "rng": rng_state(),
+            "batch": self.batch,
+            "step": self.step,
+            "running": {
+                "loss_sum": self._loss_sum,
+                "correct": self._correct,
+                "seen": self._seen,
+            },
+            "metrics": dict(self.metrics),
+            "history": [dict(h) for h in self.history],
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict`, so that :meth:`fit` continues where it stopped."""
+        load_model_weights(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, part in (
+            ("scheduler", self.scheduler),
+            ("scaler", self.scaler),
+            ("ema", self.ema),
+        ):
+            if (part is None) != (state[name] is None):
+                raise CvkitError(
+                    f"{source}: the checkpoint {'has' if state[name] is not None else 'lacks'} "
+                    f"{name} state but this run {'does not use' if part is None else 'uses'} one"
+                )
+            if part is not None:
+                part.load_state_dict(state[name])
+        saved = state["callbacks"]
+        if [c["name"] for c in saved] != [type(c).__name__ for c in self.callbacks]:
+            raise CvkitError(
+                f"{source}: the checkpoint's callbacks {[c['name'] for c in saved]} differ from "
+                f"this run's {[type(c).__name__ for c in self.callbacks]}"
+            )
+        for callback, entry in zip(self.callbacks, saved, strict=True):
+            callback.load_state_dict(entry["state"])
+        self._loader_state = state["loader"]
+        self.train_loader.load_state_dict(self._loader_state)
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        running = state["running"]
+        self._pending = []
+        self._loss_sum, self._correct, self._seen = (
+            running["loss_sum"],
+            running["correct"],
+            running["seen"],
+        )
+        self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
+        set_rng_state(state["rng"])
+        self.resumed = True

@@ -1,0 +1,52 @@
+"""Loading a recipe: read it, apply ``--set`` overrides, validate it against the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cvkit.errors import RecipeError
+from cvkit.recipe.overrides import apply_override
+from cvkit.recipe.reading import RawRecipe, deep_merge, read_recipe
+from cvkit.recipe.schema import Recipe
+from cvkit.registry.registry import Registry
+from cvkit.registry.validation import Validator
+
+STAGE_MERGED_TABLES = ("augment", "trainer")
+"""Tables a stage merges key by key over the top-level ones (a stage's ``augment.train``
+keeps the top-level ``augment.eval``); component tables and lists replace."""
+
+
+def _stages_over_top_level(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each stage's augment and trainer tables merged over the top-level ones."""
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        return data
+    merged = []
+    for stage in stages:
+        if isinstance(stage, dict):
+            stage = dict(stage)
+            for key in STAGE_MERGED_TABLES:
+                if isinstance(stage.get(key), dict) and isinstance(data.get(key), dict):
+                    stage[key] = deep_merge(data[key], stage[key])
+        merged.append(stage)
+    return {**data, "stages": merged}
+
+
+def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
+    """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its location."""
+    validator = Validator(registry.lookup, locate=raw.where)
+    recipe = validator.value(_stages_over_top_level(raw.data), Recipe, "")
+    if validator.problems:
+        raise RecipeError([f"{raw.where(p.key)}: {p.message}" for p in validator.problems])
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, registry: Registry) -> Recipe:
+    """Read the recipe at ``path``, apply the ``--set`` ``overrides`` and validate it against
+    ``registry``; RecipeError lists every problem with its file, line and key."""
+    raw = read_recipe(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate_recipe(raw, registry)

@@ -1,0 +1,311 @@
+"""The component registry: kind/name -> component, with parameters, docs and provenance."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from cvkit.errors import (
+    ComponentBuildError,
+    ComponentConflictError,
+    RecipeError,
+    UnknownComponentError,
+)
+from cvkit.hookspecs import Register
+from cvkit.registry.kinds import KINDS, SHARED_CONTEXT, Kind, did_you_mean, get_kind
+from cvkit.registry.parameters import (
+    Parameter,
+    accepted_names,
+    parameters_of,
+    summary_and_doc,
+)
+from cvkit.registry.specs import ComponentSpec
+from cvkit.registry.validation import Validator
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+COMMON_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
+    "model": (
+        Parameter(
+            "max_params",
+            int | None,
+            None,
+            "parameter budget: building fails if the model has more trainable parameters (none: no limit)",
+            attrs.validators.optional(attrs.validators.ge(1)),
+        ),
+        Parameter(
+            "freeze",
+            list[str],
+            (),
+            "module-name patterns whose parameters are frozen (requires_grad off), e.g. ['*']",
+        ),
+        Parameter(
+            "trainable",
+            list[str],
+            (),
+            "module-name patterns made trainable again after freeze, e.g. ['fc']",
+        ),
+    ),
+}
+"""Recipe parameters every component of a kind accepts; cvkit uses them, the factory never sees them."""
+
+
+@attrs.frozen
+class Component:
+    """A registered component: how to build it, its parameters and who provided it."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any] = attrs.field(eq=False)
+    params: tuple[Parameter, ...]
+    summary: str
+    doc: str
+    plugin: str
+    version: str
+    examples: tuple[Mapping[str, Any], ...] = ({},)
+    context: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> str:
+        """``kind/name``."""
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def origin(self) -> str:
+        """``distribution version``."""
+        return f"{self.plugin} {self.version}"
+
+
+@attrs.define
+class PluginInfo:
+    """A loaded (or failed) plugin: its name, distribution, version, what it registered, its
+    errors (with tracebacks for ``cvkit plugins --verbose``) and warnings.
+
+    Attributes:
+        name: the entry point's name, or the module name of a built-in or named plugin.
+        dist: the providing distribution ("cvkit" for built-ins).
+        version: the distribution's version.
+        module: the plugin's module name ("" when it could not be loaded).
+        registered: ``kind/name`` of every component it registered.
+        errors: why it failed to load or register, one line each.
+        tracebacks: the tracebacks behind ``errors``, where there was an exception.
+        warnings: problems that do not stop it (e.g. parameters without type hints).
+        disabled: skipped because ``CVKIT_DISABLE_PLUGINS`` names it.
+    """
+
+    name: str
+    dist: str
+    version: str
+    module: str = ""
+    registered: list[str] = attrs.field(factory=list)
+    errors: list[str] = attrs.field(factory=list)
+    tracebacks: list[str] = attrs.field(factory=list)
+    warnings: list[str] = attrs.field(factory=list)
+    disabled: bool = False
+
+
+@attrs.frozen
+class ComponentBuilder:
+    """A component with its recipe parameters bound; call it with the runtime arguments.
+
+    Context keywords the factory does not declare are dropped; a factory that declares
+    ``registry`` receives ``registry``. A ``ValueError`` from the factory becomes a
+    :class:`ComponentBuildError` naming the recipe key and component.
+    """
+
+    component: Component
+    params: Mapping[str, Any]
+    where: str = ""
+    registry: Registry | None = attrs.field(default=None, eq=False, repr=False)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kind = KINDS[self.component.kind]
+        kwargs = {
+            k: v for k, v in kwargs.items() if k not in kind.context or k in self.component.context
+        }
+        if "registry" in self.component.context:
+            kwargs["registry"] = self.registry
+        common = {p.name for p in COMMON_PARAMETERS.get(kind.name, ())}
+        params = {k: v for k, v in self.params.items() if k not in common}
+        try:
+            return self.component.factory(*args, **kwargs, **params)
+        except ValueError as error:
+            where = f"{self.where}: " if self.where else ""
+            raise ComponentBuildError(f"{where}{self.component.key}: {error}") from error
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"<{self.component.key}({params})>"
+
+
+class Registry:
+    """Components by kind and name, filled by the plugins' registration hooks."""
+
+    def __init__(self) -> None:
+        self._components: dict[tuple[str, str], Component] = {}
+        self._conflicts: dict[tuple[str, str], list[Component]] = {}
+        self.plugins: list[PluginInfo] = []
+
+    def registrar(self, kind: Kind, plugin: PluginInfo) -> Register:
+        """The ``register`` callback handed to ``plugin``'s hook for ``kind``."""
+
+        def register(
+            name: str,
+            factory: Callable[..., Any],
+            *,
+            examples: Sequence[Mapping[str, Any]] | None = None,
+        ) -> None:
+            component = _make_component(kind, name, factory, plugin, examples)
+            self.add(component)
+            plugin.registered.append(component.key)
+            plugin.warnings.extend(
+                f"{component.key}: parameter {p.name!r} has no type hint, so its recipe values "
+                "are not checked"
+                for p in component.params
+                if not p.annotated
+            )
+
+        return register
+
+    def add(self, component: Component) -> None:
+        """Add ``component``; a second one with the same kind/name is recorded as a conflict."""
+        key = (component.kind, component.name)
+        if key in self._conflicts:
+            self._conflicts[key].append(component)
+        elif key in self._components:
+            self._conflicts[key] = [self._components.pop(key), component]
+        else:
+            self._components[key] = component
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``kind/name``; unknown names list close matches and failed plugins."""
+        kind = get_kind(kind).name
+        if (kind, name) in self._conflicts:
+            raise ComponentConflictError(self._conflict_message(kind, name))
+        try:
+            return self._components[(kind, name)]
+        except KeyError:
+            pass
+        names = sorted(n for k, n in self._components if k == kind)
+        message = f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
+        failed = [p for p in self.plugins if p.errors]
+        if failed:
+            message += "; plugins that failed to load: " + "; ".join(
+                f"{p.dist} ({p.errors[0]})" for p in failed
+            )
+        raise UnknownComponentError(message)
+
+    def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """Registered components sorted by kind then name, optionally filtered (glob on name)."""
+        order = list(KINDS)
+        wanted = get_kind(kind).name if kind else None
+        found = [
+            c
+            for c in self._components.values()
+            if (wanted is None or c.kind == wanted)
+            and (pattern is None or fnmatch.fnmatchcase(c.name, pattern))
+        ]
+        return sorted(found, key=lambda c: (order.index(c.kind), c.name))
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self.components())
+
+    def problems(self) -> list[str]:
+        """Plugin load errors and conflicting registrations, one line each."""
+        errors = [
+            f"plugin {p.name} ({p.dist} {p.version}) failed: {e}"
+            for p in self.plugins
+            for e in p.errors
+        ]
+        return errors + self.conflicts()
+
+    def warnings(self) -> list[str]:
+        """Plugin warnings (problems that ``--strict-plugins`` refuses), one line each."""
+        return [
+            f"plugin {p.name} ({p.dist} {p.version}): {w}" for p in self.plugins for w in p.warnings
+        ]
+
+    def conflicts(self) -> list[str]:
+        """One line per kind/name registered by more than one distribution."""
+        return [self._conflict_message(kind, name) for kind, name in sorted(self._conflicts)]
+
+    def _conflict_message(self, kind: str, name: str) -> str:
+        origins = " and ".join(c.origin for c in self._conflicts[(kind, name)])
+        return f"{kind}/{name} is registered by both {origins}; uninstall one of them"
+
+    def lookup(self, kind: str, name: str) -> tuple[str, Sequence[Parameter]]:
+        """``(label, parameters)`` of ``kind/name``, as :class:`Validator` needs."""
+        component = self.get(kind, name)
+        return component.key, component.params
+
+    def spec(self, kind: str, table: Mapping[str, Any] | str, key: str = "") -> ComponentSpec:
+        """A validated :class:`ComponentSpec` from a recipe-style table; raises RecipeError."""
+        validator = Validator(self.lookup)
+        spec = validator.component(
+            dict(table) if isinstance(table, Mapping) else table, kind, key or kind
+        )
+        if validator.problems or spec is None:
+            raise RecipeError([f"{p.key}: {p.message}" for p in validator.problems])
+        return spec
+
+    def bind(self, spec: ComponentSpec) -> ComponentBuilder:
+        """``spec`` as a callable of its runtime arguments, nested components bound too."""
+        return ComponentBuilder(
+            self.get(spec.kind, spec.name), self._bind_value(spec.params), spec.where, self
+        )
+
+    def build(self, spec: ComponentSpec, *args: Any, **kwargs: Any) -> Any:
+        """Build ``spec``'s component from its runtime arguments."""
+        return self.bind(spec)(*args, **kwargs)
+
+    def _bind_value(self, value: Any) -> Any:
+        if isinstance(value, ComponentSpec):
+            return self.bind(value)
+        if isinstance(value, Mapping):
+            return {k: self._bind_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self._bind_value(v) for v in value)
+        return value
+
+
+def _make_component(
+    kind: Kind,
+    name: str,
+    factory: Callable[..., Any],
+    plugin: PluginInfo,
+    examples: Sequence[Mapping[str, Any]] | None,
+) -> Component:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{kind.name} name {name!r} must match {_NAME.pattern}")
+    if not callable(factory):
+        raise TypeError(f"{kind.name}/{name}: factory {factory!r} is not callable")
+    names, takes_kwargs = accepted_names(factory)
+    missing = [arg for arg in kind.runtime if arg not in names and not takes_kwargs]
+    if missing:
+        raise TypeError(
+            f"{kind.name}/{name}: factory must accept {', '.join(kind.runtime)} (missing {', '.join(missing)})"
+        )
+    params = parameters_of(factory, kind.reserved)
+    common = COMMON_PARAMETERS.get(kind.name, ())
+    clash = sorted({p.name for p in params} & {p.name for p in common})
+    if clash:
+        raise TypeError(
+            f"{kind.name}/{name}: parameter {', '.join(clash)} is reserved by cvkit for every {kind.name}"
+        )
+    summary, doc = summary_and_doc(factory)
+    return Component(
+        kind=kind.name,
+        name=name,
+        factory=factory,
+        params=params + common,
+        summary=summary,
+        doc=doc,
+        plugin=plugin.dist,
+        version=plugin.version,
+        examples=tuple(examples) if examples is not None else ({},),
+        context=frozenset(c for c in kind.context + SHARED_CONTEXT if c in names),  # by name only
+    )

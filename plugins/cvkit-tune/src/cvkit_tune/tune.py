@@ -1,0 +1,290 @@
+"""``cvkit tune``: hyperparameter search over a recipe with Optuna.
+
+Each trial is a ``cvkit run`` of the recipe with the sampled values set (as ``--set``
+would), in ``<tune dir>/trial-<N>/``. Optuna's TPE sampler proposes the values; its median
+pruner stops a trial whose validation accuracy after an epoch is below the median of
+earlier trials at that epoch. The study lives in ``<tune dir>/study.db`` (SQLite) unless
+``storage`` names another Optuna storage (e.g. a PostgreSQL URL shared by several
+machines, each running ``cvkit tune`` with the same ``--storage`` and ``--study-name``).
+The best trial's recipe is written to ``<tune dir>/best.toml``.
+
+The search space is a TOML file with one table per recipe key::
+
+    ["optimizer.lr"]
+    type = "float"        # float, int or categorical
+    low = 1e-4
+    high = 1e-1
+    log = true            # optional: sample on a log scale (float, int)
+
+    ["data.batch_size"]
+    type = "categorical"
+    choices = [64, 128, 256]
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import attrs
+import optuna
+import tomli_w
+
+from cvkit import (
+    Callback,
+    CvkitError,
+    Priority,
+    Registry,
+    TrainerView,
+    dump_recipe,
+    load_recipe,
+    new_run_dir,
+    train,
+    write_json,
+)
+
+log = logging.getLogger("cvkit")
+
+METRIC = "val/acc"
+"""What a trial maximises: validation top-1 accuracy, per epoch for pruning and of the
+final evaluation (the best checkpoint's) for the trial's value."""
+
+
+@attrs.frozen
+class SearchParameter:
+    """One dimension of the search space: a recipe key and how to sample its value."""
+
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """A value for this key from an ``optuna.Trial``."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        assert self.low is not None and self.high is not None  # numeric: checked by read_space
+        if self.type == "int":
+            step = int(self.step or 1)
+            return trial.suggest_int(
+                self.key, int(self.low), int(self.high), step=step, log=self.log
+            )
+        return trial.suggest_float(self.key, self.low, self.high, step=self.step, log=self.log)
+
+
+def read_space(path: Path) -> list[SearchParameter]:
+    """The search space in the TOML file ``path``; CvkitError naming the file and key."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CvkitError(f"--space {path}: file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise CvkitError(f"--space {path}: invalid TOML: {error}") from None
+    if not data:
+        raise CvkitError(f'--space {path}: no parameters; expected tables such as ["optimizer.lr"]')
+    return [_parameter(path, key, table) for key, table in data.items()]
+
+
+def _parameter(path: Path, key: str, table: Any) -> SearchParameter:
+    where = f"{path}: {key}"
+    if not isinstance(table, dict):
+        raise CvkitError(f"{where}: expected a table with type = float, int or categorical")
+    known = {"type", "low", "high", "log", "step", "choices"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise CvkitError(
+            f"{where}: unknown keys {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+    kind = table.get("type")
+    if kind == "categorical":
+        choices = table.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise CvkitError(f"{where}: a categorical parameter needs a non-empty choices list")
+        return SearchParameter(key, kind, choices=tuple(choices))
+    if kind not in ("float", "int"):
+        raise CvkitError(f"{where}: type must be float, int or categorical, got {kind!r}")
+    low, high = table.get("low"), table.get("high")
+    if not (_is_number(low) and _is_number(high) and low < high):
+        raise CvkitError(f"{where}: needs numbers low < high, got low={low!r}, high={high!r}")
+    log_scale, step = table.get("log", False), table.get("step")
+    if log_scale and low <= 0:
+        raise CvkitError(f"{where}: log = true needs low > 0, got {low}")
+    if step is not None and (
+        isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
+    ):
+        raise CvkitError(f"{where}: step must be a number > 0, got {step!r}")
+    if log_scale and step not in (None, 1):
+        raise CvkitError(f"{where}: Optuna cannot combine log = true with step = {step}")
+    return SearchParameter(key, kind, float(low), float(high), bool(log_scale), step)
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def assignment(key: str, value: Any) -> str:
+    """``key=VALUE`` in the TOML value syntax of ``--set``."""
+    return f"{key}={tomli_w.dumps({'v': value}).partition('=')[2].strip()}"
+
+
+class ReportToTrial(Callback):
+    """Reports validation accuracy to an Optuna trial after every epoch (counted across
+    stages) and stops the run when the trial's pruner says so."""
+
+    priority = Priority.VERY_LOW  # after early stopping, which may end the run anyway
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+        self.step = 0
+        self.pruned = False
+
+    def on_epoch_end(self, trainer: TrainerView) -> None:
+        self.step += 1
+        value = trainer.metrics.get(METRIC)
+        if value is None:
+            return
+        self.trial.report(value, self.step)
+        if self.trial.should_prune():
+            log.info(
+                "trial %d pruned after epoch %d (%s %.4f)",
+                self.trial.number,
+                self.step,
+                METRIC,
+                value,
+            )
+            self.pruned = True
+            trainer.should_stop = True
+
+
+def tune(
+    recipe_path: Path,
+    space_path: Path,
+    *,
+    trials: int,
+    registry: Registry,
+    overrides: Sequence[str] = (),
+    storage: str | None = None,
+    study_name: str | None = None,
+    output: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``trials`` trials of a study over ``recipe_path`` and ``space_path``; returns the
+    summary also written to ``<tune dir>/tune.json`` (best value, parameters, recipe file)."""
+    if trials < 1:
+        raise CvkitError(f"--trials {trials}: expected at least 1")
+    space = read_space(space_path)
+    recipe = load_recipe(recipe_path, overrides, registry=registry)
+    check_space(recipe_path, space, overrides, registry)
+    folder = new_run_dir(recipe.experiment.output_dir, f"{recipe.experiment.name}-tune", output)
+    storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
+    study = optuna.create_study(
+        study_name=study_name or recipe.experiment.name,
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=recipe.experiment.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+    )
+    objective = Objective(recipe_path, space, overrides, folder, registry)
+    study.optimize(objective, n_trials=trials, catch=())
+    summary = summarise(study, storage, folder)
+    write_best_recipe(study, recipe_path, overrides, folder / "best.toml", registry)
+    write_json(folder / "tune.json", summary | {"best_recipe": str(folder / "best.toml")})
+    return summary | {"best_recipe": str(folder / "best.toml"), "dir": str(folder)}
+
+
+def check_space(
+    recipe_path: Path,
+    space: Sequence[SearchParameter],
+    overrides: Sequence[str],
+    registry: Registry,
+) -> None:
+    """Every key of the space must be settable: validate the recipe with one value of each."""
+    for parameter in space:
+        sample = parameter.choices[0] if parameter.choices else parameter.low
+        sample = int(sample) if parameter.type == "int" and sample is not None else sample
+        load_recipe(recipe_path, [*overrides, assignment(parameter.key, sample)], registry=registry)
+
+
+@attrs.frozen
+class Objective:
+    """One trial: a run of the recipe with the sampled values, in ``<folder>/trial-<N>/``;
+    its value is the final evaluation's validation top-1 accuracy."""
+
+    recipe_path: Path
+    space: Sequence[SearchParameter]
+    overrides: Sequence[str]
+    folder: Path
+    registry: Registry
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = {p.key: p.suggest(trial) for p in self.space}
+        sets = [*self.overrides, *(assignment(k, v) for k, v in values.items())]
+        report = ReportToTrial(trial)
+        result = train(
+            self.recipe_path,
+            overrides=sets,
+            output=self.folder / f"trial-{trial.number}",
+            registry=self.registry,
+            callbacks=[report],
+        )
+        trial.set_user_attr("run_dir", str(result.run_dir))
+        if report.pruned:
+            raise optuna.TrialPruned()
+        val = result.evaluation.get("val")
+        if val is None:
+            raise CvkitError(
+                f"{self.recipe_path}: cvkit tune needs a validation split (data.val_split > 0)"
+            )
+        return float(val["top1"])
+
+
+def summarise(study: optuna.Study, storage: str, folder: Path) -> dict[str, Any]:
+    """The study's best trial and every trial's state, value, parameters and run directory;
+    CvkitError naming the tune directory ``folder`` when no trial completed."""
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise CvkitError(f"{folder}: no trial completed (all {len(study.trials)} pruned or failed)")
+    best = study.best_trial
+    return {
+        "study": study.study_name,
+        "storage": storage,
+        "metric": METRIC,
+        "best": {"trial": best.number, "value": best.value, "params": best.params},
+        "trials": [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "run_dir": t.user_attrs.get("run_dir"),
+            }
+            for t in study.trials
+        ],
+    }
+
+
+def write_best_recipe(
+    study: optuna.Study,
+    recipe_path: Path,
+    overrides: Sequence[str],
+    path: Path,
+    registry: Registry,
+) -> None:
+    """The best trial's resolved recipe, with a header saying how it was found."""
+    best = study.best_trial
+    best_sets = [*overrides, *(assignment(k, v) for k, v in best.params.items())]
+    header = (
+        f"best of {len(study.trials)} trials of study {study.study_name!r} over {recipe_path}: "
+        f"trial {best.number}, {METRIC} {best.value:.4f}\n"
+        + "\n".join(f"--set {s}" for s in best_sets)
+    )
+    path.write_text(
+        dump_recipe(load_recipe(recipe_path, best_sets, registry=registry), header),
+        encoding="utf-8",
+    )

@@ -1,0 +1,78 @@
+"""cvkit tune: the search space file, a small Optuna study, the best recipe, shared storage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cvkit import CvkitError, load_recipe
+from cvkit.testing import TINY_RECIPE
+from cvkit_tune.tune import read_space
+
+SPACE = """
+["optimizer.lr"]
+type = "float"
+low = 0.001
+high = 0.3
+log = true
+
+["data.batch_size"]
+type = "categorical"
+choices = [8, 16]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('["optimizer.lr"]\ntype = "float"\nlow = 1\nhigh = 0.1\n', "low < high"),
+        ('["optimizer.lr"]\ntype = "gauss"\n', "type must be float, int or categorical"),
+        (
+            '["optimizer.lr"]\ntype = "float"\nlow = 0\nhigh = 1\nlog = true\n',
+            "log = true needs low > 0",
+        ),
+        ('["x"]\ntype = "categorical"\nchoices = []\n', "non-empty choices"),
+        ('["x"]\ntype = "int"\nlow = 1\nhigh = 3\nlog_scale = true\n', "unknown keys log_scale"),
+        ('["x"]\ntype = "float"\nlow = 1\nhigh = 3\nlog = true\nstep = 0.5\n', "cannot combine"),
+    ],
+)
+def test_a_bad_space_names_the_file_and_key(tmp_path, text, message) -> None:
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    with pytest.raises(CvkitError, match=message):
+        read_space(path)
+
+
+def test_a_study_runs_its_trials_and_writes_the_best_recipe(tmp_path, run_cli, registry) -> None:
+    recipe, space = tmp_path / "tiny.toml", tmp_path / "space.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space.write_text(SPACE)
+    out = tmp_path / "study"
+    args = ["tune", str(recipe), "--space", str(space), "--set", "experiment.epochs=2"]
+    result = run_cli(*args, "--trials", "3", "--output", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "tune.json").read_text())
+    assert len(summary["trials"]) == 3 and (out / "study.db").is_file()
+    best = summary["best"]
+    assert best["value"] == max(t["value"] for t in summary["trials"] if t["state"] == "COMPLETE")
+    resolved = load_recipe(out / "best.toml", registry=registry)
+    assert resolved.optimizer.params["lr"] == best["params"]["optimizer.lr"]
+    assert resolved.data.batch_size == best["params"]["data.batch_size"]
+    assert resolved.experiment.epochs == 2
+    for trial in summary["trials"]:
+        assert (out / f"trial-{trial['number']}" / "recipe.toml").is_file()
+    # a second process joins the same study through its storage URL
+    storage = f"sqlite:///{out / 'study.db'}"
+    more = run_cli(*args, "--trials", "1", "--storage", storage, "--output", str(tmp_path / "b"))
+    assert more.exit_code == 0, more.output
+    assert len(json.loads((tmp_path / "b" / "tune.json").read_text())["trials"]) == 4
+
+
+def test_a_key_the_recipe_does_not_have_fails_before_any_trial(tmp_path, run_cli) -> None:
+    recipe, space = tmp_path / "tiny.toml", tmp_path / "space.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space.write_text('["optimizer.lrr"]\ntype = "float"\nlow = 0.1\nhigh = 0.2\n')
+    result = run_cli("tune", str(recipe), "--space", str(space), "--output", str(tmp_path / "s"))
+    assert result.exit_code == 2 and "did you mean 'lr'" in result.output
+    assert not (tmp_path / "s").exists()
