@@ -132,6 +132,12 @@ def test_plugins_shows_which_builtin_module_provides_each_component(run_cli) -> 
     assert "[cvkit.builtins.schedules]  6 components" in text
 
 
+def test_plugins_shows_the_commands_a_plugin_adds(run_cli) -> None:
+    (tune,) = [p for p in json.loads(run_cli("plugins", "--json").stdout) if p["name"] == "tune"]
+    assert tune["dist"] == "cvkit-tune" and tune["commands"] == ["tune"]
+    assert "    commands: tune" in run_cli("plugins").stdout
+
+
 def test_check_prints_the_resolved_recipe_and_parameter_count(run_cli, registry) -> None:
     from cvkit.engine.build import build_dataset, build_model
 

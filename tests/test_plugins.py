@@ -320,3 +320,14 @@ def test_a_plugin_adds_a_command_through_register_commands(site: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1 procedure components"
     assert "hello" in run_cvkit("--help", env=env).stdout
+
+
+def test_a_plugin_whose_command_hook_fails_does_not_break_the_command_line(site: Path) -> None:
+    source = "from cvkit import hookimpl\n\n@hookimpl\ndef register_commands(cli):\n    raise RuntimeError('no')\n"
+    make_distribution(
+        site, "cvkit-nocmd", "0.1", {"nocmd": "cvkit_nocmd"}, {"cvkit_nocmd.py": source}
+    )
+    result = run_cvkit("list", "procedure", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    assert "standard" in result.stdout
+    assert "warning: plugin nocmd: register_commands: RuntimeError: no" in result.stderr

@@ -51,10 +51,24 @@ class _Group(click.Group):
 
 
 @functools.cache
-def _add_plugin_commands(group: click.Group) -> None:
-    """Let every plugin add its commands to ``group`` (once per process)."""
+def _add_plugin_commands(group: click.Group) -> dict[str, list[str]]:
+    """Let every plugin add its commands to ``group`` (once per process); returns the names
+    each plugin added. A plugin whose hook fails is reported on stderr and the other
+    commands keep working."""
     plugins: LoadedPlugins = load_plugins()
-    plugins.manager.hook.register_commands(cli=group)
+    added: dict[str, list[str]] = {}
+    for impl in plugins.manager.hook.register_commands.get_hookimpls():
+        before = set(group.commands)
+        try:
+            impl.function(cli=group)
+        except Exception as error:  # a broken plugin must not break the command line
+            click.echo(
+                f"warning: plugin {impl.plugin_name}: register_commands: "
+                f"{type(error).__name__}: {error}",
+                err=True,
+            )
+        added[impl.plugin_name] = sorted(set(group.commands) - before)
+    return added
 
 
 class _State:
@@ -263,6 +277,7 @@ def plugins_command(as_json: bool, verbose: bool) -> None:
     warnings and load errors; distributions that depend on cvkit but register no plugin."""
     registry = _registry()
     unregistered = unregistered_distributions()
+    commands = _add_plugin_commands(cli)
     if as_json:
         _echo_json(
             [
@@ -272,6 +287,7 @@ def plugins_command(as_json: bool, verbose: bool) -> None:
                     "version": p.version,
                     "module": p.module,
                     "components": sorted(p.registered),
+                    "commands": commands.get(p.name, []),
                     "errors": p.errors,
                     "warnings": p.warnings,
                     "disabled": p.disabled,
@@ -301,6 +317,8 @@ def plugins_command(as_json: bool, verbose: bool) -> None:
                 click.echo("    " + trace.rstrip().replace("\n", "\n    "))
         if plugin.registered:
             click.echo(f"    {', '.join(sorted(plugin.registered))}")
+        if commands.get(plugin.name):
+            click.echo(f"    commands: {', '.join(commands[plugin.name])}")
     for line in registry.conflicts():
         click.echo(f"conflict: {line}")
     for line in unregistered:
