@@ -1,9 +1,16 @@
 """Test components, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
 
 Callbacks for the engine's fault tests act at a chosen (epoch, batch): poison the learning
-rate, send SIGINT or SIGKILL to the process. Each fires once; ``marker`` files make that
-hold across processes. ``attention/gate`` is a second attention block with SE's
+rate, send SIGINT, SIGTERM or SIGKILL to the process. Each fires once; ``marker`` files make
+that hold across processes. ``attention/gate`` is a second attention block with SE's
 ``reduction`` parameter, to swap blocks in recipes.
+
+Faults that no callback can reach are injected when this module is imported, from the
+environment (each fires once, then creates its marker file):
+
+- ``CVKIT_TEST_KILL_IN_SAVE=NAME:EPOCH:MARKER``: SIGKILL in the middle of writing the
+  checkpoint NAME (best.pt, last.pt) of EPOCH, its temporary file half written.
+- ``CVKIT_TEST_KILL_IN_EVALUATION=MARKER``: SIGKILL during the final evaluation.
 """
 
 from __future__ import annotations
@@ -69,6 +76,19 @@ class Interrupt(_AtBatch):
         os.kill(os.getpid(), signal.SIGINT)
 
 
+class Terminate(_AtBatch):
+    """Send SIGTERM to this process at (epoch, batch), as SLURM or Kubernetes would.
+
+    Args:
+        epoch: 1-based epoch.
+        batch: batches done in that epoch.
+        marker: file created when it fires; it does not fire if the file exists.
+    """
+
+    def act(self, trainer: Any) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 class Kill(_AtBatch):
     """SIGKILL this process at (epoch, batch): no handler runs, nothing is saved.
 
@@ -86,6 +106,7 @@ class Kill(_AtBatch):
 def register_callbacks(register):
     register("poison_lr", PoisonLR)
     register("interrupt", Interrupt)
+    register("terminate", Terminate)
     register("kill", Kill)
 
 
@@ -140,3 +161,42 @@ class Twice:
 @hookimpl
 def register_procedures(register):
     register("twice", Twice)
+
+
+def _once(marker: str) -> bool:
+    """True the first time for ``marker`` (then the file exists)."""
+    if Path(marker).exists():
+        return False
+    Path(marker).touch()
+    return True
+
+
+def _inject_faults() -> None:
+    """Patch the engine as the CVKIT_TEST_* variables ask (see the module docstring)."""
+    from cvkit.engine import checkpoint as checkpoint_module, stage as stage_module
+
+    spec = os.environ.get("CVKIT_TEST_KILL_IN_SAVE")
+    if spec:
+        name, epoch, marker = spec.split(":", 2)
+        save = checkpoint_module.save_atomic
+
+        def save_or_die(state, path):
+            if path.name == name and state.get("epoch") == int(epoch) and _once(marker):
+                (path.parent / f".{path.name}.half.tmp").write_bytes(b"half a checkpoint")
+                os.kill(os.getpid(), signal.SIGKILL)
+            save(state, path)
+
+        checkpoint_module.save_atomic = save_or_die
+    evaluation_marker = os.environ.get("CVKIT_TEST_KILL_IN_EVALUATION")
+    if evaluation_marker:
+        collect = stage_module.collect_logits
+
+        def collect_or_die(*args, **kwargs):
+            if _once(evaluation_marker):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return collect(*args, **kwargs)
+
+        stage_module.collect_logits = collect_or_die
+
+
+_inject_faults()

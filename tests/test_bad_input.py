@@ -77,11 +77,13 @@ def test_mistyped_value(run_cli) -> None:
     )
 
 
-def test_missing_required_parameter(run_cli) -> None:
-    line = QUICKSTART.read_text().splitlines().index("[scheduler]") + 1
+def test_missing_required_parameter_is_blamed_on_the_set_that_chose_the_component(
+    run_cli,
+) -> None:
     assert_one_error(
         run_cli("check", str(QUICKSTART), "--set", "scheduler.name=multistep"),
-        f"quickstart.toml:{line}: scheduler.milestones: missing required parameter of scheduler/multistep",
+        "--set scheduler.name=multistep: scheduler.milestones: missing required parameter of "
+        "scheduler/multistep",
     )
 
 

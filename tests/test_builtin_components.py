@@ -213,5 +213,3 @@ def test_torchvision_adapter_builds_any_v2_transform_and_rejects_unknown_ones() 
         TorchvisionTransform("RandAugmnet")
     with pytest.raises(ValueError, match="RandAugment"):
         TorchvisionTransform("RandAugment", {"bogus": 1})
-
-

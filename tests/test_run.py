@@ -292,7 +292,7 @@ def test_ctrl_c_saves_last_pt_and_the_resumed_run_ends_as_an_uninterrupted_one(
 
 
 def test_resuming_a_finished_run_is_refused(finished, registry) -> None:
-    with pytest.raises(Exception, match="already finished its 3 epochs"):
+    with pytest.raises(Exception, match=r"the run is finished \(it has its eval\.json\)"):
         resume(finished[0].run_dir, registry=registry)
 
 

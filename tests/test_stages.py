@@ -112,7 +112,8 @@ def test_eval_of_a_staged_run_uses_its_last_stage(staged, run_cli) -> None:
 def test_resume_skips_finished_stages_and_trains_the_rest(tmp_path, registry) -> None:
     run = train(write_recipe(tmp_path), output=tmp_path / "run", registry=registry).run_dir
     first_eval = (run / "stages" / "first" / "eval.json").read_text()
-    (run / "stages" / "second" / "eval.json").unlink()  # as if stopped before it finished
+    for finished in (run / "eval.json", run / "stages" / "second" / "eval.json"):
+        finished.unlink()  # as if stopped before the second stage finished
     for name in ("last.pt", "best.pt"):
         (run / "stages" / "second" / "checkpoints" / name).unlink()
     (run / "stages" / "second" / "metrics.jsonl").unlink()
@@ -120,7 +121,7 @@ def test_resume_skips_finished_stages_and_trains_the_rest(tmp_path, registry) ->
     assert (run / "stages" / "first" / "eval.json").read_text() == first_eval
     assert (run / "stages" / "second" / "eval.json").is_file()
     assert len((run / "stages" / "second" / "metrics.jsonl").read_text().splitlines()) == 1
-    with pytest.raises(CvkitError, match="already finished its stages"):
+    with pytest.raises(CvkitError, match="the run is finished"):
         resume(run, registry=registry)
 
 

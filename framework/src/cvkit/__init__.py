@@ -20,7 +20,7 @@ from cvkit.version import __version__
 if TYPE_CHECKING:
     from cvkit.cli import cli_registry as cli_registry
     from cvkit.commands.run import RunResult as RunResult, train as train
-    from cvkit.commands.rundir import new_run_dir as new_run_dir, write_json as write_json
+    from cvkit.commands.rundir import new_run_dir as new_run_dir
     from cvkit.data.augmentation import (
         BatchAugmentation as BatchAugmentation,
         PerSampleAugmentation as PerSampleAugmentation,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Priority as Priority,
         TrainerView as TrainerView,
     )
+    from cvkit.engine.checkpoint import save_checkpoint as save_checkpoint
     from cvkit.engine.optimizer_wrapper import OptimizerWrapper as OptimizerWrapper
     from cvkit.engine.stage import StageContext as StageContext, train_stage as train_stage
     from cvkit.engine.trained_model import load_trained_model as load_trained_model
@@ -41,9 +42,14 @@ if TYPE_CHECKING:
         CvkitError as CvkitError,
         DatasetError as DatasetError,
         RecipeError as RecipeError,
+        StorageError as StorageError,
         UnknownComponentError as UnknownComponentError,
     )
-    from cvkit.files import save_atomic as save_atomic, write_text_atomic as write_text_atomic
+    from cvkit.files import (
+        save_atomic as save_atomic,
+        write_json as write_json,
+        write_text_atomic as write_text_atomic,
+    )
     from cvkit.models.pretrained import (
         adapt_input_channels as adapt_input_channels,
         torchvision_model as torchvision_model,
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
         ModelFactory as ModelFactory,
         OptimizerFactory as OptimizerFactory,
         ProcedureFactory as ProcedureFactory,
+        RunFile as RunFile,
         SchedulerFactory as SchedulerFactory,
     )
 
@@ -74,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "OptimizerFactory": "cvkit.registry.specs",
     "ProcedureFactory": "cvkit.registry.specs",
     "SchedulerFactory": "cvkit.registry.specs",
+    "RunFile": "cvkit.registry.specs",
     "Registry": "cvkit.registry.registry",
     # base classes of components
     "BatchAugmentation": "cvkit.data.augmentation",
@@ -92,9 +100,11 @@ _EXPORTS: dict[str, str] = {
     "ComponentBuildError": "cvkit.errors",
     "DatasetError": "cvkit.errors",
     "RecipeError": "cvkit.errors",
+    "StorageError": "cvkit.errors",
     "UnknownComponentError": "cvkit.errors",
     # files written so that a crash never leaves half a file
     "save_atomic": "cvkit.files",
+    "save_checkpoint": "cvkit.engine.checkpoint",
     "write_text_atomic": "cvkit.files",
     # models
     "load_trained_model": "cvkit.engine.trained_model",
@@ -110,7 +120,7 @@ _EXPORTS: dict[str, str] = {
     "train": "cvkit.commands.run",
     "RunResult": "cvkit.commands.run",
     "new_run_dir": "cvkit.commands.rundir",
-    "write_json": "cvkit.commands.rundir",
+    "write_json": "cvkit.files",
 }
 """Each public name and the module it lives in (imported on first use)."""
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cvkit.errors import CvkitError, UnknownComponentError
+from cvkit.errors import CvkitError, Terminated, UnknownComponentError
+from cvkit.files import check_writable, json_text, write_json
 from cvkit.recipe.writing import dump_recipe, recipe_data
 from cvkit.registry.kinds import KINDS
 from cvkit.registry.loading import (
@@ -30,8 +32,9 @@ from cvkit.version import __version__
 
 
 class _Group(click.Group):
-    """The ``cvkit`` group: commands of plugins (``register_commands``) join on first use, and
-    CvkitError becomes ``error:`` lines on stderr with its exit status (2 for bad input)."""
+    """The ``cvkit`` group: commands of plugins (``register_commands``) join on first use;
+    CvkitError becomes ``error:`` lines on stderr with its exit status (2 for bad input),
+    Ctrl-C one line and 130, SIGTERM one line and 143 (click alone says "Aborted!", exit 1)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -40,6 +43,12 @@ class _Group(click.Group):
             for line in error.lines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(error.exit_code)
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            click.echo(
+                f"error: {'terminated (SIGTERM)' if terminated else 'interrupted'}", err=True
+            )
+            ctx.exit(Terminated.exit_code if terminated else 130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         _add_plugin_commands(self)
@@ -104,7 +113,7 @@ def _warn_problems(registry: Registry) -> None:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json_text(data), nl=False)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -468,6 +477,7 @@ def run_command(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Also write all metrics to this JSON file.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def eval_command(
     sources: tuple[Path, ...],
     overrides: tuple[str, ...],
@@ -475,6 +485,7 @@ def eval_command(
     tta: str,
     as_json: bool,
     out: Path | None,
+    overwrite: bool,
 ) -> None:
     """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits.
 
@@ -484,13 +495,21 @@ def eval_command(
     from cvkit.commands.evaluate import evaluate
 
     views = [v.strip() for v in tta.split(",") if v.strip()]
+    if out is not None:
+        check_writable(out, "--out", overwrite=overwrite)  # before the evaluation, not after
+    for source in sources:
+        if (source / "recipe.toml").is_file() and not (source / "eval.json").is_file():
+            click.echo(
+                f"warning: {source} is not finished (no eval.json): its checkpoints may be "
+                "from before its last epoch; cvkit run --resume finishes it",
+                err=True,
+            )
     result = evaluate(
         list(sources), overrides=overrides, ensemble=ensemble, tta=views, registry=_registry()
     )
     count = len(result["members"])
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(out, result)
     if as_json:
         _echo_json(result)
         return
@@ -547,6 +566,12 @@ def predict_command(
     click.echo(f"wrote {count} predictions to {out}")
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main() -> None:
-    """Entry point of the ``cvkit`` console script and ``python -m cvkit``."""
+    """Entry point of the ``cvkit`` console script and ``python -m cvkit``. SIGTERM is raised
+    as :class:`~cvkit.errors.Terminated`, handled like Ctrl-C (training saves and stops)."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="cvkit")

@@ -1,5 +1,6 @@
 """Errors that mean bad input or a stopped run: the CLI prints them one problem per line and
-exits with their ``exit_code`` (2 for bad input, 3 for a NaN loss, 130 for Ctrl-C).
+exits with their ``exit_code`` (2 for bad input, 3 for a NaN loss, 130 for Ctrl-C, 143 for
+SIGTERM).
 
 Anything else that escapes is a bug and exits with 1 and a traceback.
 """
@@ -68,6 +69,29 @@ class NonFiniteLossError(CvkitError):
 
 
 class RunInterrupted(CvkitError):
-    """Ctrl-C: last.pt was saved; the message says how to resume."""
+    """Ctrl-C (exit 130) or SIGTERM (exit 143) stopped a run; the message says whether
+    last.pt was saved and how to resume."""
 
-    exit_code = 130
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StorageError(CvkitError):
+    """A file cvkit writes could not be written (full disk, permissions); the previous
+    version of the file, if any, is kept."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by SLURM, Kubernetes, ``timeout`` before SIGKILL), raised and handled
+    like Ctrl-C: a run saves its last consistent state and exits with 143."""
+
+    exit_code = 143
+
+
+def short_reason(error: BaseException, limit: int = 160) -> str:
+    """``Type: message`` of ``error``: its first line, at most ``limit`` characters, for
+    one-line messages about files that other libraries failed to read."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cvkit.engine.callback import Callback, Priority, TrainerView, improved
-from cvkit.files import save_atomic
+from cvkit.engine.checkpoint import save_checkpoint
 from cvkit.hookspecs import Register, hookimpl
 
 log = logging.getLogger("cvkit")
@@ -17,9 +17,11 @@ class Checkpoint(Callback):
     """Checkpoints in <run_dir>/checkpoints: last.pt every epoch, best.pt on the best metric.
 
     Files are written to a temporary file and renamed, so a crash never leaves a corrupt
-    checkpoint. On Ctrl-C, last.pt is saved at the end of the current batch, so resuming
-    continues from there; after a NaN/inf loss nothing is saved and the last good
-    checkpoint stays. Checkpoints hold everything to resume (see cvkit.engine.checkpoint).
+    checkpoint; best.pt is written before last.pt, so the best checkpoint is never older
+    than the one last.pt's state names. On Ctrl-C or SIGTERM, last.pt is saved at the end of
+    the current batch, so resuming continues from there; a second one, a NaN/inf loss or
+    non-finite weights save nothing and the previous last.pt stays. Checkpoints hold
+    everything to resume and a checksum (see cvkit.engine.checkpoint).
 
     Args:
         monitor: metric deciding the best checkpoint (e.g. val/acc, val/loss, train/loss).
@@ -61,18 +63,19 @@ class Checkpoint(Callback):
         if not (self.save_last or better):
             return
         state = trainer.state_dict()  # after updating best, so the saved state includes it
+        if better:  # first: a last.pt naming this best epoch always has its best.pt
+            save_checkpoint(state, self.folder / "best.pt")
         if self.save_last:
-            save_atomic(state, self.folder / "last.pt")
-        if better:
-            save_atomic(state, self.folder / "best.pt")
+            save_checkpoint(state, self.folder / "last.pt")
 
     def on_exception(self, trainer: TrainerView, error: BaseException) -> None:
         if self.folder is None or not isinstance(error, KeyboardInterrupt):
             return
-        if not trainer.running_loss_is_finite():
-            log.warning("not saving last.pt: the loss is not finite")
+        reason = trainer.checkpointable()
+        if reason is not None:
+            log.warning("not saving last.pt: %s; the previous last.pt (if any) stays", reason)
             return
-        save_atomic(trainer.state_dict(), self.folder / "last.pt")
+        save_checkpoint(trainer.state_dict(), self.folder / "last.pt")
         log.info(
             "saved %s (epoch %d, batch %d)",
             self.folder / "last.pt",

@@ -4,14 +4,17 @@ downloaded) by torchvision."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision.datasets import CIFAR10, CIFAR100
 
 from cvkit.data.paths import dataset_dir
 from cvkit.data.tensors import ImageTensors, check_split
 from cvkit.errors import DatasetError
 from cvkit.hookspecs import Register, hookimpl
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
 
 
 class TorchvisionCIFAR:
@@ -29,7 +32,7 @@ class TorchvisionCIFAR:
         self.source, self.name = source, name
         self.root = Path(root) if root is not None else dataset_dir(name)
         self.download = download
-        self.num_classes = 100 if issubclass(source, CIFAR100) else 10
+        self.num_classes = 100 if name == "cifar100" else 10
         if not download and not self._present():
             raise DatasetError(self._missing("files not found and download = false"))
 
@@ -78,6 +81,10 @@ def cifar10(root: Path | None = None, download: bool = True) -> TorchvisionCIFAR
             (default: $CVKIT_HOME/datasets/cifar10, CVKIT_HOME defaulting to ~/.cache/cvkit).
         download: download the archive into root if it is missing.
     """
+    from torchvision.datasets import (
+        CIFAR10,  # torchvision loads when used: listing components stays fast
+    )
+
     return TorchvisionCIFAR(CIFAR10, "cifar10", root, download)
 
 
@@ -89,6 +96,10 @@ def cifar100(root: Path | None = None, download: bool = True) -> TorchvisionCIFA
             (default: $CVKIT_HOME/datasets/cifar100, CVKIT_HOME defaulting to ~/.cache/cvkit).
         download: download the archive into root if it is missing.
     """
+    from torchvision.datasets import (
+        CIFAR100,  # torchvision loads when used: listing components stays fast
+    )
+
     return TorchvisionCIFAR(CIFAR100, "cifar100", root, download)
 
 

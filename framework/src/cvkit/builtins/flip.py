@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.data.augmentation import BatchAugmentation
 from cvkit.hookspecs import Register, hookimpl
@@ -26,6 +25,10 @@ class HorizontalFlip(BatchAugmentation):
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         flip = torch.rand(images.shape[0], device=images.device) < self.p
+        from torchvision.transforms.v2 import (
+            functional as TF,  # torchvision loads when used: listing components stays fast
+        )
+
         return torch.where(flip[:, None, None, None], TF.horizontal_flip(images), images), targets
 
 

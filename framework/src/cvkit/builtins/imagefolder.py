@@ -10,13 +10,21 @@ from typing import Literal
 
 import torch
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from cvkit.data.images import decode_image_file
 from cvkit.data.tensors import ImageTensors, check_split
 from cvkit.errors import DatasetError
 from cvkit.hookspecs import Register, hookimpl
 from cvkit.registry.parameters import height_width
+
+
+def _image_extensions() -> tuple[str, ...]:
+    """The file extensions torchvision's image folders read (.jpg, .png, .webp, ...)."""
+    from torchvision.datasets.folder import (
+        IMG_EXTENSIONS,  # torchvision loads when used: listing components stays fast
+    )
+
+    return IMG_EXTENSIONS
 
 
 class ImageFolder:
@@ -69,7 +77,7 @@ class ImageFolder:
             (
                 p
                 for p in sorted(self.roots["train"].rglob("*"))
-                if p.suffix.lower() in IMG_EXTENSIONS
+                if p.suffix.lower() in _image_extensions()
             ),
             None,
         )
@@ -98,6 +106,10 @@ class ImageFolder:
         if not folder.is_dir():
             raise DatasetError(f"imagefolder: {folder} is not a directory of class subfolders")
         try:
+            from torchvision.datasets.folder import (
+                find_classes,  # torchvision loads when used: listing components stays fast
+            )
+
             return find_classes(str(folder))[0]
         except FileNotFoundError as error:
             raise DatasetError(f"imagefolder: {error}") from error
@@ -113,8 +125,14 @@ class ImageFolder:
         check_split("imagefolder", split, self.splits)
         folder = self.roots[split]
         try:
+            from torchvision.datasets.folder import (
+                make_dataset,  # torchvision loads when used: listing components stays fast
+            )
+
             samples = make_dataset(
-                str(folder), {c: i for i, c in enumerate(self.classes)}, extensions=IMG_EXTENSIONS
+                str(folder),
+                {c: i for i, c in enumerate(self.classes)},
+                extensions=_image_extensions(),
             )
         except FileNotFoundError as error:
             raise DatasetError(f"imagefolder: {error}") from error

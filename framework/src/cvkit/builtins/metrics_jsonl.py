@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from cvkit.engine.callback import Callback, Priority, TrainerView
+from cvkit.files import json_text
 from cvkit.hookspecs import Register, hookimpl
+from cvkit.registry.specs import RunFile
 
 
 class MetricsJSONL(Callback):
@@ -19,17 +21,19 @@ class MetricsJSONL(Callback):
     after the checkpoint (epochs that are redone) are dropped.
 
     Args:
-        filename: file name inside the run directory.
+        filename: file name inside the run directory (a path that leaves it is refused).
     """
 
     priority = Priority.VERY_HIGH
 
-    def __init__(self, filename: str = "metrics.jsonl") -> None:
+    def __init__(self, filename: RunFile = "metrics.jsonl") -> None:
         self.filename = filename
         self.offset = 0
 
     def on_fit_start(self, trainer: TrainerView) -> None:
         self.path = Path(trainer.run_dir) / self.filename if trainer.run_dir else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path is not None and self.path.exists() and self.path.stat().st_size > self.offset:
             with self.path.open("r+b") as stream:  # epochs after the checkpoint are redone
                 stream.truncate(self.offset)
@@ -44,7 +48,9 @@ class MetricsJSONL(Callback):
             **trainer.metrics,
         }
         with self.path.open("a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
+            stream.write(json_text(record, indent=None) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())  # on disk before the checkpoint that records the offset
             self.offset = stream.tell()
 
     def state_dict(self) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.data.augmentation import BatchAugmentation
 from cvkit.hookspecs import Register, hookimpl
@@ -52,6 +51,10 @@ class Normalize(BatchAugmentation):
             raise ValueError(
                 f"normalize has {len(self.mean)} channel values, images have {images.shape[1]}"
             )
+        from torchvision.transforms.v2 import (
+            functional as TF,  # torchvision loads when used: listing components stays fast
+        )
+
         return TF.normalize(images, self.mean, self.std), targets
 
 

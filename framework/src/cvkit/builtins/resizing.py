@@ -8,8 +8,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import roi_align
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.data.augmentation import BatchAugmentation
 from cvkit.hookspecs import Register, hookimpl
@@ -36,6 +34,10 @@ class Resize(BatchAugmentation):
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         if list(images.shape[-2:]) == self.size:
             return images, targets
+        from torchvision.transforms.v2 import (
+            functional as TF,  # torchvision loads when used: listing components stays fast
+        )
+
         return TF.resize(images, self.size, antialias=self.antialias), targets
 
 
@@ -108,6 +110,10 @@ class RandomResizedCrop(BatchAugmentation):
         top, left, h, w = self.boxes(n, height, width, images.device).to(images.dtype).unbind(1)
         index = torch.arange(n, device=images.device, dtype=images.dtype)
         rois = torch.stack([index, left, top, left + w, top + h], 1)  # (N, 5): i, x1, y1, x2, y2
+        from torchvision.ops import (
+            roi_align,  # torchvision loads when used: listing components stays fast
+        )
+
         crops = roi_align(
             images, rois, self.size, spatial_scale=1.0, sampling_ratio=-1, aligned=True
         )

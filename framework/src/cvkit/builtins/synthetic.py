@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cvkit.data.memory import check_fits
 from cvkit.data.tensors import ImageTensors, check_split
 from cvkit.hookspecs import Register, hookimpl
 
@@ -56,12 +57,14 @@ class SyntheticImages:
     def load(self, split: str) -> ImageTensors:
         """The split as uint8 (N, channels, image_size, image_size), labels balanced."""
         check_split("synthetic", split, self.splits)
+        n, pixels = self.sizes[split], self.in_channels * self.image_size[0] * self.image_size[1]
+        # uint8 images plus the float noise they are made from: 5 bytes per pixel
+        check_fits(5 * n * pixels, f"dataset synthetic's {split} split ({n:,} images)")
         generator = torch.Generator().manual_seed(self.seed)
         coarse = torch.rand(self.num_classes, self.in_channels, 4, 4, generator=generator)
         size = self.image_size
         prototypes = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
         generator.manual_seed(self.seed * 3 + 1 + self.splits.index(split))
-        n = self.sizes[split]
         labels = (torch.arange(n) % self.num_classes)[torch.randperm(n, generator=generator)]
         noise = torch.randn(n, self.in_channels, *size, generator=generator) * self.noise
         images = ((prototypes[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)

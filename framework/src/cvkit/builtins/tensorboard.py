@@ -17,7 +17,8 @@ class TensorBoard(Callback):
     """TensorBoard logs in <run_dir>/tensorboard: metrics per epoch, learning rate, hparams.
 
     Scalars are indexed by optimizer step. At the end, the recipe's scalar settings and the
-    final metrics go to the HParams tab. A resumed run purges events after its checkpoint.
+    final metrics go to the HParams tab. A resumed (or restarted) run purges the events after
+    its checkpoint (all of them when it starts again from scratch).
 
     Args:
         log_every: also log the running training loss and learning rate every this many
@@ -35,8 +36,8 @@ class TensorBoard(Callback):
     def on_fit_start(self, trainer: TrainerView) -> None:
         if trainer.run_dir is None:
             return
-        purge = trainer.step if trainer.resumed else None
-        self.writer = SummaryWriter(str(Path(trainer.run_dir) / "tensorboard"), purge_step=purge)
+        folder = Path(trainer.run_dir) / "tensorboard"
+        self.writer = SummaryWriter(str(folder), purge_step=trainer.step)
 
     def on_batch_end(self, trainer: TrainerView) -> None:
         if self.writer is not None and self.log_every and trainer.step % self.log_every == 0:

@@ -4,6 +4,7 @@ component that breaks its contract fails here rather than hours into a run."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,20 @@ import torch
 from torch import nn
 
 from cvkit.data.batches import check_order
+from cvkit.data.memory import check_fits
 from cvkit.data.tensors import ImageDataset
 from cvkit.engine.build import build_components, build_dataset, trainable_parameters
 from cvkit.engine.contracts import ATTENTION_PROBE, attention_case
+from cvkit.engine.stage import check_init_modules
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
 from cvkit.recipe.loading import load_recipe
-from cvkit.recipe.schema import Recipe
+from cvkit.recipe.schema import Recipe, StageSettings
 from cvkit.registry.registry import Registry
 from cvkit.registry.specs import ComponentSpec
+
+ACTIVATION_FACTOR = 64
+"""A rough bound of a CNN's activations per input value, to refuse absurd input sizes."""
 
 
 @attrs.frozen
@@ -50,23 +56,36 @@ def check_recipe(path: Path, overrides: Sequence[str], registry: Registry) -> Ch
     pretrained weights and with one step per epoch); CvkitError on the first failure."""
     recipe = load_recipe(path, overrides, registry=registry)
     dataset = build_dataset(recipe, registry)
-    stages = [(s.name, recipe.stage_recipe(s)) for s in recipe.stages] or [("", recipe)]
+    stages: list[tuple[StageSettings | None, Recipe]] = [
+        (s, recipe.stage_recipe(s)) for s in recipe.stages
+    ] or [(None, recipe)]
     return CheckReport(
-        recipe, dataset, [_check_stage(name, stage, registry, dataset) for name, stage in stages]
+        recipe,
+        dataset,
+        [
+            _check_stage(settings, index, stage, registry, dataset)
+            for index, (settings, stage) in enumerate(stages)
+        ],
     )
 
 
 def _check_stage(
-    name: str, recipe: Recipe, registry: Registry, dataset: ImageDataset
+    settings: StageSettings | None,
+    index: int,
+    recipe: Recipe,
+    registry: Registry,
+    dataset: ImageDataset,
 ) -> StageCheck:
     built = build_components(recipe, registry, dataset, steps_per_epoch=1, load_weights=False)
+    if settings is not None and isinstance(settings.init, dict):
+        check_init_modules(built.model, settings.init, f"stages[{index}].init")
     registry.build(recipe.procedure)
     check_order(built.train_augment, "augment.train")
     check_order(built.eval_augment, "augment.eval")
     for spec in _attention_specs(recipe.model.params):
         check_attention_block(spec, registry)
     return StageCheck(
-        name=name,
+        name=settings.name if settings is not None else "",
         model=recipe.model.key,
         params=trainable_parameters(built.model),
         total_params=sum(p.numel() for p in built.model.parameters()),
@@ -112,6 +131,8 @@ def forward_pass(recipe: Recipe, model: nn.Module, dataset: ImageDataset) -> tup
     shape = (2, dataset.in_channels, *size)
     where = f"{recipe.model.where}: " if recipe.model.where else ""
     described = f"a forward pass of {'x'.join(map(str, shape))} images"
+    # the input in float32, and its activations: a few dozen times more in a CNN
+    check_fits(ACTIVATION_FACTOR * 4 * math.prod(shape), f"{where}{described}")
     try:
         with torch.no_grad():
             logits = model.eval()(torch.rand(shape))

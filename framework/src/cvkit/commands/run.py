@@ -13,13 +13,15 @@ from typing import Any
 import attrs
 import torch
 
-from cvkit.commands.rundir import environment, new_run_dir, run_logging, write_json
+from cvkit.commands.rundir import environment, new_run_dir, run_lock, run_logging
+from cvkit.engine.build import build_dataset, build_model
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import load_checkpoint
 from cvkit.engine.device import resolve_device
-from cvkit.engine.stage import StageContext
+from cvkit.engine.stage import StageContext, check_init_modules
 from cvkit.engine.trained_model import checkpoint_path
-from cvkit.errors import CvkitError, RunInterrupted
+from cvkit.errors import CvkitError, RunInterrupted, Terminated
+from cvkit.files import remove_leftovers, write_json, write_text_atomic
 from cvkit.recipe.loading import load_recipe
 from cvkit.recipe.schema import Recipe, StageSettings
 from cvkit.recipe.writing import dump_recipe, recipe_differences
@@ -37,6 +39,15 @@ class RunResult:
     evaluation: dict[str, Any]
 
 
+RESTORED_ON_RESUME = ("optimizer", "scheduler", "experiment.epochs", "experiment.seed", "data")
+"""Recipe keys (and the tables below them) whose effect a resumed run takes from its
+checkpoint (optimizer and scheduler state, the schedule's length, the random generators, the
+order and content of the batches), so that changing them on resume would not happen."""
+
+APPLIED_ON_RESUME = ("data.workers", "data.eval_batch_size", "data.cache", "data.cache_dir")
+"""Keys of [data] that do change a resumed run as they say (how data is loaded, not which)."""
+
+
 def train(
     recipe_path: Path,
     *,
@@ -52,11 +63,12 @@ def train(
     recipe = load_recipe(recipe_path, overrides, registry=registry)
     device = resolve_device(recipe.experiment.device)
     run_dir = new_run_dir(recipe.experiment.output_dir, recipe.experiment.name, output)
-    (run_dir / "recipe.toml").write_text(
-        dump_recipe(recipe, f"resolved from {recipe_path}"), encoding="utf-8"
-    )
-    write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
-    return _execute(recipe, run_dir, registry, device, callbacks=tuple(callbacks))
+    with run_lock(run_dir):
+        write_text_atomic(
+            run_dir / "recipe.toml", dump_recipe(recipe, f"resolved from {recipe_path}")
+        )
+        write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
+        return _execute(recipe, run_dir, registry, device, callbacks=tuple(callbacks))
 
 
 def resume(
@@ -67,40 +79,71 @@ def resume(
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
 ) -> RunResult:
-    """Continue the run in ``run_dir`` from ``checkpoints/last.pt`` (for a multi-stage
-    recipe: skip the finished stages, continue the unfinished one from its last.pt).
+    """Finish the run in ``run_dir``: continue it from ``checkpoints/last.pt`` (start it
+    again when it has none yet; for a multi-stage recipe, skip the finished stages), or,
+    when it trained every epoch but has no eval.json, only evaluate it. A run is finished
+    when its eval.json exists; resuming it is refused.
 
-    ``overrides`` that change the run's recipe are refused unless ``force``; the previous
-    recipe.toml is then kept as recipe.before-<time>.toml.
+    ``overrides`` that change the run's recipe are refused unless ``force``, and always for
+    the keys in :data:`RESTORED_ON_RESUME`; the previous recipe.toml is kept as
+    recipe.before-<time>.toml.
     """
     registry = registry or default_registry()
     recipe_file = run_dir / "recipe.toml"
     if not recipe_file.is_file():
         raise CvkitError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
+    if (run_dir / "eval.json").is_file():
+        raise CvkitError(
+            f"--resume {run_dir}: the run is finished (it has its eval.json); start a new run "
+            "to train more"
+        )
     original = load_recipe(recipe_file, (), registry=registry)
     recipe = load_recipe(recipe_file, overrides, registry=registry) if overrides else original
     changed = recipe_differences(original, recipe)
+    _check_changes(run_dir, changed, force)
+    device = resolve_device(recipe.experiment.device)
+    with run_lock(run_dir):
+        if changed:
+            recipe_file.rename(run_dir / f"recipe.before-{time.strftime('%Y%m%d-%H%M%S')}.toml")
+            write_text_atomic(recipe_file, dump_recipe(recipe, "resolved, changed on resume"))
+        env = _read_env(run_dir / "env.json")
+        env.setdefault("resumes", []).append(environment(registry, device, list(argv or sys.argv)))
+        write_json(run_dir / "env.json", env)
+        return _execute(recipe, run_dir, registry, device, resuming=True)
+
+
+def _check_changes(run_dir: Path, changed: list[str], force: bool) -> None:
+    """Refuse recipe changes on resume without ``force``, and those that cannot happen."""
     if changed and not force:
         raise CvkitError(
             f"--resume {run_dir}: --set changes {', '.join(changed)}; a resumed run keeps its recipe "
             "(add --force to change it anyway)"
         )
-    if recipe.stages:
-        if all((run_dir / "stages" / s.name / "eval.json").is_file() for s in recipe.stages):
-            raise CvkitError(f"--resume {run_dir}: the run already finished its stages")
-    elif load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] >= recipe.experiment.epochs:
+    fixed = [
+        key
+        for key in changed
+        if any(key == k or key.startswith(f"{k}.") for k in RESTORED_ON_RESUME)
+        and not any(key == k or key.startswith(f"{k}.") for k in APPLIED_ON_RESUME)
+    ]
+    if fixed:
         raise CvkitError(
-            f"--resume {run_dir}: the run already finished its {recipe.experiment.epochs} epochs"
+            f"--resume {run_dir}: {', '.join(fixed)} cannot change on resume: the checkpoint "
+            "restores the optimizer and its schedule, the random generators and the batches; "
+            "train a new run that starts from this one (a stage's init) instead"
         )
-    if changed:
-        recipe_file.rename(run_dir / f"recipe.before-{time.strftime('%Y%m%d-%H%M%S')}.toml")
-        recipe_file.write_text(dump_recipe(recipe, "resolved, changed on resume"), encoding="utf-8")
-    device = resolve_device(recipe.experiment.device)
-    env_file = run_dir / "env.json"
-    env = json.loads(env_file.read_text()) if env_file.is_file() else {}
-    env.setdefault("resumes", []).append(environment(registry, device, list(argv or sys.argv)))
-    write_json(env_file, env)
-    return _execute(recipe, run_dir, registry, device, resuming=True)
+
+
+def _read_env(path: Path) -> dict[str, Any]:
+    """The run's env.json; a missing or unreadable one (written by an older cvkit, not
+    atomically) starts a new record instead of stopping the resume."""
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("%s is unreadable (%s); starting a new environment record", path, error)
+        return {"unreadable_before_resume": str(error)}
+    return env if isinstance(env, dict) else {}
 
 
 def _execute(
@@ -111,15 +154,22 @@ def _execute(
     resuming: bool = False,
     callbacks: tuple[Callback, ...] = (),
 ) -> RunResult:
+    """Train the recipe's stages in ``run_dir`` (locked by the caller) and write eval.json,
+    which marks the run finished."""
     with run_logging(run_dir):
+        for folder in (run_dir, run_dir / "checkpoints"):
+            for leftover in remove_leftovers(folder):
+                log.info("removed %s, left by a write that was cut short", leftover)
         try:
             evaluation = _run_stages(recipe, run_dir, registry, device, resuming, callbacks)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            signal_name = "SIGTERM" if isinstance(stop, Terminated) else "interrupted"
             raise RunInterrupted(
-                f"interrupted; resume with: cvkit run --resume {run_dir}"
+                f"{signal_name}; resume with: cvkit run --resume {run_dir}",
+                exit_code=getattr(stop, "exit_code", 130),
             ) from None
         except CvkitError as error:
-            log.error("%s", error)
+            log.error("%s", error, extra={"file_only": True})  # the CLI prints it
             raise
     write_json(run_dir / "eval.json", evaluation)
     return RunResult(run_dir, evaluation)
@@ -142,6 +192,7 @@ def _run_stages(
     inits = {
         stage.name: _resolve_init(stage, i, stage_dirs) for i, stage in enumerate(recipe.stages)
     }
+    _check_stage_init_modules(recipe, registry)
     results: dict[str, Any] = {}
     for stage in recipe.stages:
         stage_dir = stage_dirs[stage.name]
@@ -186,6 +237,22 @@ def _resolve_init(stage: StageSettings, index: int, stage_dirs: dict[str, Path])
             )
         resolved[module_name] = path
     return resolved
+
+
+def _check_stage_init_modules(recipe: Recipe, registry: Registry) -> None:
+    """Every module a stage's ``init`` table names exists in that stage's model, checked
+    before the first stage trains (the architecture only: nothing is downloaded)."""
+    dataset = build_dataset(recipe, registry)
+    for index, stage in enumerate(recipe.stages):
+        if isinstance(stage.init, dict) and any(stage.init):
+            model = build_model(
+                recipe.stage_recipe(stage),
+                registry,
+                num_classes=dataset.num_classes,
+                in_channels=dataset.in_channels,
+                load_weights=False,
+            )
+            check_init_modules(model, stage.init, f"stages[{index}].init")
 
 
 def _run_stage(

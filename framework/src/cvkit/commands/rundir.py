@@ -8,8 +8,8 @@ Layout of ``<output_dir>/<experiment>/<YYYYmmdd-HHMMSS>-<id>/``: ``recipe.toml``
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import os
 import platform
 import secrets
 import subprocess
@@ -21,6 +21,11 @@ from typing import Any
 
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from cvkit.errors import CvkitError
 from cvkit.registry.registry import Registry
 from cvkit.version import __version__
@@ -29,22 +34,58 @@ log = logging.getLogger("cvkit")
 
 
 def new_run_dir(output_dir: Path, experiment: str, exact: Path | None = None) -> Path:
-    """Create the run directory: ``exact`` if given (absent or empty), else a fresh one."""
+    """Create the run directory: ``exact`` if given (absent or empty), else a fresh one in
+    ``output_dir/experiment``; CvkitError when it cannot be created there."""
     if exact is not None:
         if exact.exists() and (not exact.is_dir() or any(exact.iterdir())):
             raise CvkitError(
                 f"--output {exact} already exists and is not empty; runs are never overwritten"
             )
-        exact.mkdir(parents=True, exist_ok=True)
+        _make_directory(exact, "--output")
         return exact
     stamp = time.strftime("%Y%m%d-%H%M%S")
     while True:
         path = output_dir / experiment / f"{stamp}-{secrets.token_hex(3)}"
-        try:
-            path.mkdir(parents=True)
+        if not path.exists():
+            _make_directory(path, "experiment.output_dir")
             return path
-        except FileExistsError:  # the same second and id: draw again
-            continue
+
+
+def _make_directory(path: Path, key: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CvkitError(
+            f"{key}: cannot create the run directory {path}: {error.strerror or error}"
+        ) from None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the lock of ``run_dir`` (``<run>/.lock``) while a process trains in it, so a
+    second ``cvkit run --resume`` of the same run is refused instead of interleaving. The
+    operating system releases the lock when the process ends, however it ends, so a lock
+    left by a killed run is no obstacle. (Where ``fcntl`` is missing, Windows, there is no
+    lock.)"""
+    try:
+        stream = (run_dir / ".lock").open("a+", encoding="utf-8")
+    except OSError as error:
+        raise CvkitError(f"cannot lock {run_dir}: {error.strerror or error}") from None
+    with stream:
+        if fcntl is not None:
+            try:
+                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stream.seek(0)
+                holder = stream.read().strip() or "another process"
+                raise CvkitError(
+                    f"{run_dir} is in use by {holder}; a run trains in one process at a time"
+                ) from None
+        stream.seek(0)
+        stream.truncate()
+        stream.write(f"cvkit process {os.getpid()} on {platform.node()}\n")
+        stream.flush()
+        yield
 
 
 def git_revision(folder: Path) -> str | None:
@@ -95,16 +136,14 @@ def environment(registry: Registry, device: torch.device, argv: list[str]) -> di
     }
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Pretty JSON, ending in a newline."""
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
 @contextlib.contextmanager
 def run_logging(run_dir: Path) -> Iterator[None]:
-    """Log cvkit's messages to stderr and, with timestamps, to ``run_dir/run.log`` (appended)."""
+    """Log cvkit's messages to stderr and, with timestamps, to ``run_dir/run.log`` (appended).
+    A record logged with ``extra={"file_only": True}`` goes to run.log only (an error the
+    CLI prints anyway)."""
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
     logfile = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
     logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     previous = log.level

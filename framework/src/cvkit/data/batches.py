@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from cvkit.data.images import resize
+from cvkit.data.memory import check_fits
 from cvkit.data.tensors import ImageTensors
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
@@ -75,6 +76,25 @@ class _PerSample(Dataset):
         return image
 
 
+def _check_memory(
+    data: ImageTensors,
+    batch_size: int,
+    image_size: list[int] | None,
+    device: torch.device,
+    key: str,
+    on_device: bool,
+) -> None:
+    """Refuse a loader whose split (moved to a GPU) or float batches (at ``image_size``, with
+    a copy or two made by augmentations) cannot fit in memory, before anything is allocated."""
+    if on_device and device.type != "cpu":
+        check_fits(data.images.numel(), f"the {len(data):,} images of this split", device)
+    channels = data.images.shape[1]
+    height, width = image_size or list(data.images.shape[-2:])
+    batch_bytes = 3 * 4 * min(batch_size, len(data)) * channels * height * width
+    size = f"data.image_size = [{height}, {width}]" if image_size else f"{height}x{width} images"
+    check_fits(batch_bytes, f"{key}: batches of {min(batch_size, len(data))} at {size}", device)
+
+
 class BatchLoader:
     """Epochs of ``(images, targets)`` batches from one split held in memory.
 
@@ -114,6 +134,7 @@ class BatchLoader:
                 f"{self.count} images are fewer than one batch of {batch_size} (data.batch_size)"
             )
         self.workers = workers
+        _check_memory(data, batch_size, image_size, device, key, on_device=not per_sample)
         self.per_sample = _PerSample(data.images, per_sample) if per_sample else None
         # Without per-sample work the images live on the device; otherwise workers read them on the CPU.
         self.images = data.images.to(device) if self.per_sample is None else data.images

@@ -12,6 +12,7 @@ import torch
 
 from cvkit.data.paths import cvkit_home
 from cvkit.data.tensors import ImageDataset, ImageTensors
+from cvkit.errors import StorageError
 from cvkit.files import save_atomic
 from cvkit.hookspecs import capability
 from cvkit.recipe.writing import recipe_data
@@ -64,6 +65,6 @@ def load_split(
         save_atomic(
             {"images": data.images, "labels": data.labels, "classes": list(data.classes)}, path
         )
-    except OSError as error:
-        log.warning("could not write the tensor cache %s: %s", path, error)
+    except StorageError as error:  # the data are loaded; a missing cache only costs time
+        log.warning("could not write the tensor cache: %s", error)
     return data

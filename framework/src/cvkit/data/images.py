@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.errors import DatasetError
 
@@ -17,20 +16,38 @@ def decode_image_file(
     path: Path | str, channels: int, size: list[int] | None = None
 ) -> torch.Tensor:
     """One image file (any format Pillow reads) as uint8 (channels, H, W), resized to ``size``
-    ([height, width], antialiased bilinear) if given. Raises DatasetError naming the file."""
+    ([height, width], antialiased bilinear) if given. 16-bit images are scaled to 8 bits
+    (65535 -> 255), not clipped. Raises DatasetError naming the file, also for an image
+    larger than Pillow's decompression-bomb limit."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
+            pixels = _eight_bit(image, channels)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        # PIL.UnidentifiedImageError is an OSError
         raise DatasetError(f"cannot decode image {path}: {error}") from error
     tensor = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
     return resize(tensor, size)
+
+
+def _eight_bit(image: Image.Image, channels: int) -> np.ndarray:
+    """The pixels of ``image`` as uint8 (H, W) for one channel or (H, W, 3). Pillow's own
+    conversion of 16-bit greyscale ("I;16", or "I" holding 16-bit values) clips at 255."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else 2.0**32 - 1
+        grey = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return grey if channels == 1 else np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB" if channels == 3 else "L"))
 
 
 def resize(images: torch.Tensor, size: list[int] | None) -> torch.Tensor:
     """``images`` (..., H, W) resized to ``size`` = [height, width] (unchanged if None or equal)."""
     if size is None or list(images.shape[-2:]) == list(size):
         return images
+    from torchvision.transforms.v2 import (
+        functional as TF,  # torchvision loads when used: listing components stays fast
+    )
+
     return TF.resize(images, list(size), antialias=True)
 
 
@@ -40,7 +57,13 @@ def as_image_batch(array: np.ndarray | torch.Tensor, channels: int, source: str)
     Accepted layouts: (N, C, H, W), (N, H, W, C), (N, H, W) for one channel, and flat rows
     (N, C*H*W) of square images in CIFAR's channel-major order (R plane, then G, then B).
     """
-    tensor = torch.as_tensor(np.asarray(array)) if not isinstance(array, torch.Tensor) else array
+    if not isinstance(array, np.ndarray | torch.Tensor):
+        raise DatasetError(
+            f"{source}: expected an array of uint8 images, got {type(array).__name__}"
+        )
+    if isinstance(array, np.ndarray) and array.dtype != np.uint8:
+        raise DatasetError(f"{source}: expected uint8 images (values 0-255), got {array.dtype}")
+    tensor = torch.from_numpy(array) if isinstance(array, np.ndarray) else array
     if tensor.dtype != torch.uint8:
         raise DatasetError(f"{source}: expected uint8 images (values 0-255), got {tensor.dtype}")
     if tensor.ndim == 2:

@@ -95,6 +95,11 @@ class TrainerView(Protocol):
         """Whether the weights are still trustworthy (no NaN/inf loss so far this epoch)."""
         ...
 
+    def checkpointable(self) -> str | None:
+        """Why the current state must not be saved (a step cut in the middle, a non-finite
+        loss or weight), or None when a checkpoint of it resumes exactly."""
+        ...
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly: the content of a checkpoint."""
         ...

@@ -9,7 +9,7 @@ procedure is :func:`train_stage`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,26 @@ class StageContext:
 def load_initial_weights(model: nn.Module, init: Mapping[str, Path], where: str) -> None:
     """Load each source checkpoint's weights (EMA weights when it kept an EMA) into the
     module of ``model`` its key names ("" for the whole model); ``where`` names the recipe key."""
+    check_init_modules(model, init, where)
     for module_name, path in init.items():
-        try:
-            target = model.get_submodule(module_name) if module_name else model
-        except AttributeError:
-            modules = ", ".join(name for name, _ in model.named_children())
-            raise CvkitError(
-                f"{where}: the model has no module {module_name!r} (its top-level modules: {modules})"
-            ) from None
+        target = model.get_submodule(module_name) if module_name else model
         load_model_weights(target, checkpoint_weights(load_checkpoint(path)), path)
         log.info("%s: %s from %s", where, module_name or "model", path)
+
+
+def check_init_modules(model: nn.Module, modules: Iterable[str], where: str) -> None:
+    """CvkitError unless each module name an ``init`` table names ("" for the whole model)
+    is a module of ``model`` (checked before anything trains)."""
+    for module_name in modules:
+        if module_name:
+            try:
+                model.get_submodule(module_name)
+            except AttributeError:
+                children = ", ".join(name for name, _ in model.named_children())
+                raise CvkitError(
+                    f"{where}: the model has no module {module_name!r} (its top-level "
+                    f"modules: {children})"
+                ) from None
 
 
 def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str, Any]:

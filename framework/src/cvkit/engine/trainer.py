@@ -31,7 +31,7 @@ from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
 from cvkit.engine.metrics import evaluate_model
 from cvkit.engine.rng import rng_state, set_rng_state
-from cvkit.errors import CvkitError, NonFiniteLossError
+from cvkit.errors import CvkitError, NonFiniteLossError, Terminated
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import Recipe, TrainerSettings
 from cvkit.version import __version__
@@ -39,25 +39,33 @@ from cvkit.version import __version__
 log = logging.getLogger("cvkit")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop training after the current batch (the second one at once)."""
+
+
 @contextlib.contextmanager
-def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """Turn the first SIGINT into a flag (the returned callable reads it); a second one raises."""
+def _deferred_interrupt() -> Iterator[Callable[[], BaseException | None]]:
+    """Turn the first SIGINT or SIGTERM into a pending stop (the returned callable gives the
+    exception to raise: KeyboardInterrupt or Terminated); a second one raises at once."""
     if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
+        yield lambda: None
         return
-    pressed = threading.Event()
+    pending: list[BaseException] = []
 
     def handler(signum: int, frame: Any) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-        log.warning("interrupted: stopping after this batch (press Ctrl-C again to stop at once)")
+        stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if pending:
+            raise stop
+        pending.append(stop)
+        name = "SIGTERM" if signum == signal.SIGTERM else "interrupted"
+        log.warning("%s: stopping after this batch (a second one stops at once)", name)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in STOP_SIGNALS}
     try:
-        yield pressed.is_set
+        yield lambda: pending[0] if pending else None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 @contextlib.contextmanager
@@ -139,7 +147,8 @@ class TrainingLoop:
         self.should_stop = False
         self.resumed = False
         self._loader_state = train_loader.state_dict()
-        self._interrupted: Callable[[], bool] = lambda: False
+        self._interrupted: Callable[[], BaseException | None] = lambda: None
+        self._consistent = True  # between steps: a checkpoint now resumes exactly
         self._reset_running()
 
     def _averaged_model(self, decay: float | None) -> AveragedModel | None:
@@ -153,8 +162,9 @@ class TrainingLoop:
     def fit(self) -> None:
         """Train until ``epochs`` are done or a callback sets ``should_stop``.
 
-        A first Ctrl-C finishes the current batch and then raises KeyboardInterrupt (so a
-        checkpoint taken then resumes exactly); a second one interrupts at once.
+        A first Ctrl-C (or SIGTERM) finishes the current batch and then raises
+        KeyboardInterrupt (Terminated), so a checkpoint taken then resumes exactly; a second
+        one interrupts at once, and :meth:`checkpointable` then says why not to save.
         """
         try:
             with _deferred_interrupt() as interrupted:
@@ -163,11 +173,13 @@ class TrainingLoop:
                 while self.epoch < self.epochs and not self.should_stop:
                     self._train_epoch()
                     self._validate()
+                    self._check_weights()
                     self.epoch += 1
                     self.batch = 0
                     self._loader_state = self.train_loader.state_dict()
                     self.history.append({"epoch": self.epoch, "step": self.step, **self.metrics})
                     self._reset_running()
+                    self._consistent = True
                     self._emit("on_epoch_end")
         except BaseException as error:
             self._emit_exception(error)
@@ -182,16 +194,20 @@ class TrainingLoop:
         self._settle()
         self._seen_at_start = self._seen
         for images, targets in self.train_loader.epoch(start=self.batch):
+            self._consistent = False
             self._train_step(images, targets)
             self.batch += 1
             self.step += 1
             if self.interval == "step":
                 self.scheduler.step()
+            self._consistent = True
             if self.batch % self.check_every == 0:
                 self.check_finite()
             self._emit("on_batch_end")
-            if self._interrupted():
-                raise KeyboardInterrupt
+            stop = self._interrupted()
+            if stop is not None:
+                raise stop
+        self._consistent = False  # until the epoch's bookkeeping is done
         if self.interval == "epoch":
             self.scheduler.step()
         self.check_finite()
@@ -376,6 +392,44 @@ class TrainingLoop:
         self._settle()
         return math.isfinite(self._loss_sum)
 
+    def _non_finite_tensor(self) -> str | None:
+        """The name of the first parameter or buffer holding NaN or inf, else None (one
+        synchronisation with the device for all of them)."""
+        tensors = [
+            (name, t)
+            for name, t in [*self.model.named_parameters(), *self.model.named_buffers()]
+            if t.is_floating_point()
+        ]
+        if not tensors:
+            return None
+        finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).tolist()
+        return next((name for (name, _), ok in zip(tensors, finite, strict=True) if not ok), None)
+
+    def _check_weights(self) -> None:
+        """After an epoch's validation, before anything saves it: NonFiniteLossError if a
+        weight or the validation loss is NaN or infinite (the last step can break the
+        weights after the last finite training loss)."""
+        broken = self._non_finite_tensor()
+        val_loss = self.metrics.get("val/loss")
+        if broken is None and (val_loss is None or math.isfinite(val_loss)):
+            return
+        what = f"weight {broken}" if broken else f"validation loss ({val_loss})"
+        raise NonFiniteLossError(
+            f"the {what} became non-finite in epoch {self.epoch + 1} (by step {self.step}); "
+            "stopped before saving this epoch. Lower the learning rate or clip gradients "
+            "([trainer] clip_grad_norm)"
+        )
+
+    def checkpointable(self) -> str | None:
+        """Why the current state must not be saved (None: it may): a step cut in the middle,
+        or a non-finite loss or weight."""
+        if not self._consistent:
+            return "the run was stopped inside a training step or the epoch's validation"
+        if not self.running_loss_is_finite():
+            return "the training loss is not finite"
+        broken = self._non_finite_tensor()
+        return f"weight {broken} is not finite" if broken else None
+
     def model_checkpoint(self) -> dict[str, Any]:
         """A checkpoint of the model alone: ``metadata`` (recipe, classes, input shape), the
         weights and their EMA, the epoch; enough for ``cvkit eval`` and ``predict``."""
@@ -410,6 +464,7 @@ class TrainingLoop:
             },
             "metrics": dict(self.metrics),
             "history": [dict(h) for h in self.history],
+            "stopped": self.should_stop,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
@@ -447,5 +502,6 @@ class TrainingLoop:
             running["seen"],
         )
         self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
+        self.should_stop = bool(state.get("stopped", False))
         set_rng_state(state["rng"])
         self.resumed = True

@@ -12,28 +12,34 @@ import copy
 import os
 import urllib.error
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models import get_model, get_model_weights, list_models
 
 from cvkit.files import load_tensors
 from cvkit.registry.kinds import did_you_mean
 
+if TYPE_CHECKING:
+    from torchvision.models import WeightsEnum
+
 
 def classification_models() -> list[str]:
     """Names of torchvision's image-classification architectures (resnet50, vit_b_16, ...)."""
-    return list_models(module=torchvision.models)
+    import torchvision.models  # torchvision loads when used: listing components stays fast
+
+    return list(torchvision.models.list_models(module=torchvision.models))
 
 
-def weights_file(weights: torchvision.models.WeightsEnum) -> Path:
+def weights_file(weights: WeightsEnum) -> Path:
     """Where torch.hub keeps the file of ``weights`` once downloaded."""
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
-def _weights(arch: str, pretrained: str) -> torchvision.models.WeightsEnum:
+def _weights(arch: str, pretrained: str) -> WeightsEnum:
+    from torchvision.models import get_model_weights
+
     available = get_model_weights(arch)
     if pretrained == "imagenet":
         return available.DEFAULT
@@ -73,6 +79,8 @@ def torchvision_model(
         )
     if pretrained is not None and weights_path is not None:
         raise ValueError("give pretrained or weights_path, not both")
+    from torchvision.models import get_model
+
     weights = _weights(arch, pretrained) if pretrained is not None else None
     if weights is None or not load_weights:
         model = get_model(arch, weights=None)

@@ -9,7 +9,7 @@ from typing import Any
 from cvkit.errors import RecipeError
 from cvkit.recipe.overrides import apply_override
 from cvkit.recipe.reading import RawRecipe, deep_merge, read_recipe
-from cvkit.recipe.schema import Recipe
+from cvkit.recipe.schema import Recipe, stage_order_problems
 from cvkit.registry.registry import Registry
 from cvkit.registry.validation import Validator
 
@@ -38,6 +38,8 @@ def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
     """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its location."""
     validator = Validator(registry.lookup, locate=raw.where)
     recipe = validator.value(_stages_over_top_level(raw.data), Recipe, "")
+    for key, message in stage_order_problems(raw.data.get("stages")):
+        validator.problem(key, message)
     if validator.problems:
         raise RecipeError([f"{raw.where(p.key)}: {p.message}" for p in validator.problems])
     return recipe

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import datetime
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
 from cvkit.errors import RecipeError
-from cvkit.recipe.reading import Location, RawRecipe, flat_keys, parse_key
+from cvkit.recipe.reading import Location, RawRecipe, flat_keys, parse_key, parse_toml
 from cvkit.registry.validation import join_key
 
 
-def parse_value(text: str) -> Any:
-    """A ``--set`` value: TOML value syntax (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else the string."""
+def parse_value(text: str, where: str = "--set") -> Any:
+    """A ``--set`` value: TOML value syntax (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else the
+    string; RecipeError naming ``where`` when it nests too deeply."""
     try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
+        value = parse_toml(f"value = {text}", where)["value"]
+    except RecipeError as error:
+        if "nest deeper" in str(error):
+            raise
         return text
     return text if isinstance(value, datetime.date | datetime.time) else value
 
@@ -25,7 +27,8 @@ def apply_override(raw: RawRecipe, assignment: str) -> None:
     """Apply ``a.b.c=VALUE`` (indices allowed: ``augment.train[0].p=1``) to ``raw`` in place."""
     key, sep, text = assignment.partition("=")
     path = parse_key(key.strip()) if sep else None
-    origin = f"--set {assignment}"
+    shown = assignment if len(assignment) <= 80 else f"{assignment[:77]}..."
+    origin = f"--set {shown}"
     if not path:
         raise RecipeError(
             [f"{origin}: expected KEY=VALUE with a dotted KEY, e.g. model.dropout=0.2"]
@@ -51,8 +54,11 @@ def apply_override(raw: RawRecipe, assignment: str) -> None:
             raise RecipeError([f"{origin}: {_path_text(path)} does not exist"])
     elif not isinstance(node, dict):
         raise RecipeError([f"{origin}: {_path_text(path[:-1])} is not a table"])
-    node[last] = parse_value(text.strip())
+    node[last] = parse_value(text.strip(), origin)
     prefix = _path_text(path)
+    replaced = [key for key in raw.origins if key.startswith((f"{prefix}.", f"{prefix}["))]
+    for key in replaced:  # the old value's keys are gone: problems below are the --set's
+        del raw.origins[key]
     raw.origins[prefix] = Location(origin)
     raw.origins.update({key: Location(origin) for key in flat_keys(node[last], prefix)})
 

@@ -55,8 +55,18 @@ class RawRecipe:
         return Location(found.file, line)
 
     def where(self, key: str) -> str:
-        """``file:line: key`` for messages."""
-        return f"{self.locate(key)}: {key}" if key else str(self.locate(key))
+        """``file:line: key`` for messages; when a ``--set`` chose the component the key
+        belongs to (``--set optimizer.name=adam`` and the recipe's ``optimizer.momentum``),
+        it is named too."""
+        location = self.locate(key)
+        text = f"{location}: {key}" if key else str(location)
+        for prefix in list(_prefixes(key))[1:]:
+            chosen = self.origins.get(f"{prefix}.name")
+            if chosen is not None and chosen.file.startswith("--set") and chosen != location:
+                if key not in self.origins:  # a key the recipe never wrote: the --set's doing
+                    return f"{chosen}: {key}"
+                return f"{text} (with {chosen})"
+        return text
 
 
 def _prefixes(key: str) -> Iterator[str]:
@@ -97,15 +107,43 @@ def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, A
     return merged
 
 
-def parse_recipe_text(text: str, source: str) -> RawRecipe:
-    """The data of one recipe's TOML ``text`` (``extends`` is left in), ``source`` naming it."""
+MAX_DEPTH = 32
+"""How deeply tables and arrays may nest in a recipe (real recipes need fewer than 8)."""
+
+
+def nesting_depth(value: Any) -> int:
+    """How many tables and arrays nest in ``value`` (0 for a scalar), without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            todo += [(v, depth + 1) for v in item.values()]
+        elif isinstance(item, list):
+            todo += [(v, depth + 1) for v in item]
+    return deepest
+
+
+def parse_toml(text: str, where: str) -> dict[str, Any]:
+    """TOML ``text`` as data; RecipeError naming ``where`` (and the line) when it is not
+    TOML or nests deeper than :data:`MAX_DEPTH`."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         match = re.search(r"\(at line (\d+), column \d+\)", message)
-        where = f"{source}:{match[1]}" if match else source
-        raise RecipeError([f"{where}: invalid TOML: {message}"]) from None
+        located = f"{where}:{match[1]}" if match else where
+        raise RecipeError([f"{located}: invalid TOML: {message}"]) from None
+    except RecursionError:
+        data = None
+    if data is None or nesting_depth(data) > MAX_DEPTH:
+        raise RecipeError([f"{where}: tables or arrays nest deeper than {MAX_DEPTH} levels"])
+    return data
+
+
+def parse_recipe_text(text: str, source: str) -> RawRecipe:
+    """The data of one recipe's TOML ``text`` (``extends`` is left in), ``source`` naming it."""
+    data = parse_toml(text, source)
     lines = key_lines(text)
     return RawRecipe(
         data, {key: Location(source, lines.get(key)) for key in flat_keys(data)}, source

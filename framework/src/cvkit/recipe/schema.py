@@ -31,9 +31,15 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _STAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 
-def _non_empty(_: Any, attribute: Any, value: str) -> None:
+def _folder_name(_: Any, attribute: Any, value: str) -> None:
+    """A name that is one folder inside ``output_dir``: runs never land outside it."""
     if not value.strip():
         raise ValueError(f"{attribute.name} must not be empty")
+    if any(sep in value for sep in "/\\") or value in (".", "..") or ":" in value:
+        raise ValueError(
+            f"{attribute.name} = {value!r} must be a single folder name (no '/', '\\', ':' or "
+            "'..'): runs go to <output_dir>/<name>/"
+        )
 
 
 def _device(_: Any, attribute: Any, value: str) -> None:
@@ -81,7 +87,7 @@ class ExperimentSettings:
         precision: 'fp32'; 'bf16' or 'fp16' autocast (fp16 with gradient scaling).
     """
 
-    name: str = attrs.field(validator=_non_empty)
+    name: str = attrs.field(validator=_folder_name)
     seed: int = 0
     epochs: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     output_dir: Path = Path("runs")
@@ -230,18 +236,34 @@ _STAGE_TABLES = (
 )
 
 
-def _unique_stages(_: Any, attribute: Any, stages: list[StageSettings]) -> None:
-    names = [stage.name for stage in stages]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"stage names must be unique: {', '.join(repeated)} repeated")
-    for i, stage in enumerate(stages):
-        sources = stage.init.values() if isinstance(stage.init, dict) else [stage.init]
-        for source in sources:
-            if source in names[i:]:
-                raise ValueError(
-                    f"stage {stage.name!r} starts from stage {source!r}, which does not run before it"
+def stage_order_problems(stages: Any) -> list[tuple[str, str]]:
+    """(dotted key, message) for every repeated stage name and every ``init`` that names a
+    stage which does not run before its own; ``stages`` as read from TOML (the checks run
+    even when other keys of the stages have problems, so all are reported at once)."""
+    if not isinstance(stages, list):
+        return []
+    names = [stage.get("name") if isinstance(stage, dict) else None for stage in stages]
+    problems = []
+    for i, name in enumerate(names):
+        if isinstance(name, str) and name in names[:i]:
+            problems.append(
+                (
+                    f"stages[{i}].name",
+                    f"stage names must be unique: {name} repeated (stages[{names.index(name)}])",
                 )
+            )
+    for i, stage in enumerate(stages):
+        init = stage.get("init") if isinstance(stage, dict) else None
+        sources = init.values() if isinstance(init, dict) else [init]
+        for source in sources:
+            if isinstance(source, str) and source in names[i:]:
+                problems.append(
+                    (
+                        f"stages[{i}].init",
+                        f"stage {names[i]!r} starts from stage {source!r}, which does not run before it",
+                    )
+                )
+    return problems
 
 
 DEFAULT_PROCEDURE = "standard"
@@ -280,6 +302,8 @@ class Recipe:
         procedure: how training runs (default: ``standard``, one model and the explicit loop).
         stages: stages trained one after another in one run directory, each over the
             top-level tables (see :class:`StageSettings`); none: the recipe is one stage.
+            Names are unique and a stage starts only from earlier ones
+            (:func:`stage_order_problems`, checked when a recipe is validated).
     """
 
     experiment: ExperimentSettings
@@ -292,7 +316,7 @@ class Recipe:
     trainer: TrainerSettings = attrs.field(factory=TrainerSettings)
     callbacks: list[CallbackSpec] = attrs.field(factory=_default_callbacks)
     procedure: ProcedureSpec = attrs.field(factory=_default_procedure)
-    stages: list[StageSettings] = attrs.field(factory=list, validator=_unique_stages)
+    stages: list[StageSettings] = attrs.field(factory=list)
 
     def stage_recipe(self, stage: StageSettings) -> Recipe:
         """The complete one-stage recipe of ``stage``: its keys over the top-level ones."""

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import attrs
 
-from cvkit.registry.specs import ComponentOf
+from cvkit.registry.specs import ComponentOf, InsideRun
 
 
 class _Required:
@@ -169,6 +169,8 @@ def format_type(annotation: Any) -> str:
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         kind = component_kind(annotation)
+        if any(isinstance(meta, InsideRun) for meta in args[1:]):
+            return "path in the run directory"
         return f"{kind} component" if kind else format_type(args[0])
     if origin in (Union, types.UnionType):
         return " | ".join(format_type(a) for a in args)

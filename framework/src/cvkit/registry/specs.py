@@ -60,3 +60,14 @@ CallbackFactory = Annotated[Callable[..., Any], ComponentOf("callback")]
 """``() -> Callback``."""
 ProcedureFactory = Annotated[Callable[..., Any], ComponentOf("procedure")]
 """``() -> Procedure`` with ``run(stage) -> dict``."""
+
+
+@attrs.frozen
+class InsideRun:
+    """Annotation marker: the string is a path relative to the run directory, which it must
+    not leave (no absolute path, no ``..``); validation refuses the rest."""
+
+
+RunFile = Annotated[str, InsideRun()]
+"""A file a component writes inside the run directory, e.g. ``filename: RunFile =
+"metrics.jsonl"``: a recipe cannot point it at a file outside the run."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import types
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import attrs
@@ -23,7 +24,7 @@ from cvkit.registry.parameters import (
     format_type,
     parameters_of,
 )
-from cvkit.registry.specs import ComponentSpec
+from cvkit.registry.specs import ComponentSpec, InsideRun
 
 
 def _describe(value: Any) -> str:
@@ -145,6 +146,8 @@ class Validator:
         origin, args = get_origin(annotation), get_args(annotation)
         if origin is Annotated:
             kind = component_kind(annotation)
+            if any(isinstance(meta, InsideRun) for meta in args[1:]):
+                return self._inside_run(value, key)
             return self.component(value, kind, key) if kind else self.value(value, args[0], key)
         if origin in (Union, types.UnionType):
             return self._union(value, annotation, args, key)
@@ -171,6 +174,18 @@ class Validator:
                 else None
             )
         return self._scalar(value, annotation, key)
+
+    def _inside_run(self, value: Any, key: str) -> Any:
+        if not isinstance(value, str):
+            return self._wrong(key, "a path in the run directory", value)
+        path = PurePath(value)
+        if not value.strip() or path.is_absolute() or ".." in path.parts or path.anchor:
+            self.problem(
+                key,
+                f"{value!r} must be a path inside the run directory (relative, without '..')",
+            )
+            return None
+        return value
 
     def _union(self, value: Any, annotation: Any, args: tuple[Any, ...], key: str) -> Any:
         if value is None and NONE_TYPE in args:
@@ -216,6 +231,8 @@ class Validator:
             return value if ok else self._wrong(key, "int", value)
         if annotation is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if ok and not math.isfinite(value):
+                return self._wrong(key, "a finite float", value)
             return float(value) if ok else self._wrong(key, "float", value)
         if annotation is str:
             return value if isinstance(value, str) else self._wrong(key, "str", value)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-import albumentations
 import numpy as np
 import torch
 from torch import Tensor
@@ -33,10 +32,22 @@ class Albumentations(PerSampleAugmentation):
 
     def __init__(self, transform: str, kwargs: dict[str, Any] | None = None) -> None:
         super().__init__()
+        import albumentations  # loads when used (half a second): listing components stays fast
+
         cls = getattr(albumentations, transform, None)
         if not (isinstance(cls, type) and issubclass(cls, albumentations.BasicTransform)):
             raise ValueError(
                 f"albumentations {albumentations.__version__} has no transform {transform!r}"
+            )
+        code = [
+            name
+            for name, p in inspect.signature(cls).parameters.items()
+            if "Callable" in str(p.annotation) and (name in (kwargs or {}) or p.default is p.empty)
+        ]
+        if code:  # a recipe is data: it cannot hold the functions these parameters take
+            raise ValueError(
+                f"{transform} takes code ({', '.join(code)}: callables), which a recipe cannot "
+                "give; use a registered augmentation instead"
             )
         accepted = inspect.signature(cls).parameters
         open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())

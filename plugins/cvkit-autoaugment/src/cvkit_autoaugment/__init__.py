@@ -7,17 +7,13 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import Tensor
-from torchvision.transforms import v2
 
 from cvkit import PerSampleAugmentation, Register, hookimpl
 
 __all__ = ["AutoAugment"]
 
-POLICIES = {
-    "cifar10": v2.AutoAugmentPolicy.CIFAR10,
-    "imagenet": v2.AutoAugmentPolicy.IMAGENET,
-    "svhn": v2.AutoAugmentPolicy.SVHN,
-}
+POLICIES = ("cifar10", "imagenet", "svhn")
+"""The learned policies, named after torchvision's AutoAugmentPolicy members."""
 
 
 class AutoAugment(PerSampleAugmentation):
@@ -35,7 +31,11 @@ class AutoAugment(PerSampleAugmentation):
         self, policy: Literal["cifar10", "imagenet", "svhn"] = "cifar10", fill: int = 0
     ) -> None:
         super().__init__()
-        self.transform = v2.AutoAugment(POLICIES[policy], fill=fill)
+        from torchvision.transforms import (
+            v2,  # torchvision loads when used: listing components stays fast
+        )
+
+        self.transform = v2.AutoAugment(v2.AutoAugmentPolicy[policy.upper()], fill=fill)
 
     def forward(self, image: Tensor) -> Tensor:
         """(C, H, W) uint8 -> (C, H, W) uint8."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from kornia.enhance import adjust_hue
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit import BatchAugmentation
 
@@ -75,6 +73,10 @@ class ColorJitter(BatchAugmentation):
             raise ValueError(
                 f"saturation and hue jitter need RGB images, got {images.shape[1]} channels"
             )
+        # kornia and torchvision load when used: listing components stays fast
+        from kornia.enhance import adjust_hue
+        from torchvision.transforms.v2 import functional as TF
+
         x = images
         if "brightness" in factors:
             x = (x * _per_image(factors["brightness"], x)).clamp(0, 1)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import StochasticDepth
 
 from cvkit import AttentionFactory
 
@@ -90,6 +89,8 @@ class SeparableResidualBlock(nn.Module):
             nn.BatchNorm2d(channels),
         )
         self.attention = attention(channels) if attention is not None else nn.Identity()
+        from torchvision.ops import StochasticDepth  # loads when used: listing stays fast
+
         self.drop = StochasticDepth(drop_rate, "row")
         self.shortcut = (
             nn.Sequential(

@@ -5,7 +5,6 @@ augmentation with a reduced search space", CVPR Workshops 2020), registered as
 from __future__ import annotations
 
 from torch import Tensor
-from torchvision.transforms import v2
 
 from cvkit import PerSampleAugmentation, Register, hookimpl
 
@@ -33,6 +32,10 @@ class RandAugment(PerSampleAugmentation):
             raise ValueError(
                 f"num_ops={num_ops} >= 0 and magnitude={magnitude} in [0, num_magnitude_bins={num_magnitude_bins})"
             )
+        from torchvision.transforms import (
+            v2,  # torchvision loads when used: listing components stays fast
+        )
+
         self.transform = v2.RandAugment(num_ops, magnitude, num_magnitude_bins, fill=fill)
 
     def forward(self, image: Tensor) -> Tensor:

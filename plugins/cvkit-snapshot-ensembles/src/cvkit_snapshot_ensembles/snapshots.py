@@ -11,7 +11,8 @@ from typing import Any
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, LRScheduler
 
-from cvkit import Callback, CvkitError, TrainerView, save_atomic
+import cvkit
+from cvkit import Callback, CvkitError, TrainerView
 
 log = logging.getLogger("cvkit")
 
@@ -74,7 +75,7 @@ class Snapshot(Callback):
         if self.folder is None or trainer.epoch % self.every:
             return
         path = self.folder / f"epoch-{trainer.epoch}.pt"
-        save_atomic(trainer.model_checkpoint(), path)
+        cvkit.save_checkpoint(trainer.model_checkpoint(), path)  # loads on first use
         self.saved.append(path.name)
         log.info("snapshot %d of %d: %s", len(self.saved), self.cycles, path)
 

@@ -24,6 +24,7 @@ The search space is a TOML file with one table per recipe key::
 from __future__ import annotations
 
 import logging
+import math
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ from cvkit import (
     new_run_dir,
     train,
     write_json,
+    write_text_atomic,
 )
 
 log = logging.getLogger("cvkit")
@@ -111,13 +113,13 @@ def _parameter(path: Path, key: str, table: Any) -> SearchParameter:
         raise CvkitError(f"{where}: type must be float, int or categorical, got {kind!r}")
     low, high = table.get("low"), table.get("high")
     if not (_is_number(low) and _is_number(high) and low < high):
-        raise CvkitError(f"{where}: needs numbers low < high, got low={low!r}, high={high!r}")
+        raise CvkitError(
+            f"{where}: needs finite numbers low < high, got low={low!r}, high={high!r}"
+        )
     log_scale, step = table.get("log", False), table.get("step")
     if log_scale and low <= 0:
         raise CvkitError(f"{where}: log = true needs low > 0, got {low}")
-    if step is not None and (
-        isinstance(step, bool) or not isinstance(step, int | float) or step <= 0
-    ):
+    if step is not None and (not _is_number(step) or step <= 0):
         raise CvkitError(f"{where}: step must be a number > 0, got {step!r}")
     if log_scale and step not in (None, 1):
         raise CvkitError(f"{where}: Optuna cannot combine log = true with step = {step}")
@@ -125,7 +127,8 @@ def _parameter(path: Path, key: str, table: Any) -> SearchParameter:
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite int or float (not a bool, not NaN or infinite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def assignment(key: str, value: Any) -> str:
@@ -284,7 +287,6 @@ def write_best_recipe(
         f"trial {best.number}, {METRIC} {best.value:.4f}\n"
         + "\n".join(f"--set {s}" for s in best_sets)
     )
-    path.write_text(
-        dump_recipe(load_recipe(recipe_path, best_sets, registry=registry), header),
-        encoding="utf-8",
+    write_text_atomic(
+        path, dump_recipe(load_recipe(recipe_path, best_sets, registry=registry), header)
     )
