@@ -55,6 +55,13 @@ def uninterrupted(tmp_path_factory):
     return recipe, folder / "run", never
 
 
+def interrupted_run(recipe: Path, out: Path, registry, *, epoch: int, batch: int) -> None:
+    """Train ``recipe`` into ``out`` until Ctrl-C at (epoch, batch) saves last.pt."""
+    callbacks = f'callbacks=[{{ name = "interrupt", epoch = {epoch}, batch = {batch} }}, {{ name = "checkpoint" }}]'
+    with pytest.raises(RunInterrupted):
+        train(recipe, overrides=[callbacks], output=out, registry=registry)
+
+
 def faulty_run(recipe: Path, out: Path, never: Path, env: dict[str, str] | None = None, **fault):
     callbacks = CALLBACKS.format(
         fault=fault.get("fault", "kill"),
@@ -179,15 +186,7 @@ def test_an_early_stopped_run_resumed_after_a_crash_does_not_train_on(
 
 
 def test_resume_refuses_changes_the_checkpoint_would_undo(tiny_recipe, registry, tmp_path) -> None:
-    with pytest.raises(RunInterrupted):
-        train(
-            tiny_recipe,
-            overrides=[
-                'callbacks=[{ name = "interrupt", epoch = 2, batch = 1 }, { name = "checkpoint" }]'
-            ],
-            output=tmp_path / "cut",
-            registry=registry,
-        )
+    interrupted_run(tiny_recipe, tmp_path / "cut", registry, epoch=2, batch=1)
     before = (tmp_path / "cut" / "recipe.toml").read_text()
     for change in (
         "optimizer.lr=0.5",
@@ -279,15 +278,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(
 
 
 def test_two_processes_cannot_train_one_run_directory(tiny_recipe, registry, tmp_path) -> None:
-    with pytest.raises(RunInterrupted):
-        train(
-            tiny_recipe,
-            overrides=[
-                'callbacks=[{ name = "interrupt", epoch = 1, batch = 1 }, { name = "checkpoint" }]'
-            ],
-            output=tmp_path / "cut",
-            registry=registry,
-        )
+    interrupted_run(tiny_recipe, tmp_path / "cut", registry, epoch=1, batch=1)
     with run_lock(tmp_path / "cut"), pytest.raises(CvkitError, match="is in use by cvkit process"):
         resume(tmp_path / "cut", registry=registry)
     assert resume(tmp_path / "cut", registry=registry).evaluation  # a released lock is no obstacle
@@ -362,15 +353,7 @@ def test_predict_overwrite_keeps_the_old_csv_when_the_disk_is_full(
 
 
 def test_an_unreadable_env_json_does_not_stop_a_resume(tiny_recipe, registry, tmp_path) -> None:
-    with pytest.raises(RunInterrupted):
-        train(
-            tiny_recipe,
-            overrides=[
-                'callbacks=[{ name = "interrupt", epoch = 2, batch = 1 }, { name = "checkpoint" }]'
-            ],
-            output=tmp_path / "cut",
-            registry=registry,
-        )
+    interrupted_run(tiny_recipe, tmp_path / "cut", registry, epoch=2, batch=1)
     (tmp_path / "cut" / "env.json").write_text('{"time": "half written')
     assert resume(tmp_path / "cut", registry=registry).evaluation
     env = json.loads((tmp_path / "cut" / "env.json").read_text())

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cvkit.data.augmentation import (
         BatchAugmentation as BatchAugmentation,
         PerSampleAugmentation as PerSampleAugmentation,
+        refuse_code_parameters as refuse_code_parameters,
         soft_targets as soft_targets,
     )
     from cvkit.data.tensors import ImageDataset as ImageDataset, ImageTensors as ImageTensors
@@ -87,6 +88,7 @@ _EXPORTS: dict[str, str] = {
     "BatchAugmentation": "cvkit.data.augmentation",
     "PerSampleAugmentation": "cvkit.data.augmentation",
     "soft_targets": "cvkit.data.augmentation",
+    "refuse_code_parameters": "cvkit.data.augmentation",
     "OptimizerWrapper": "cvkit.engine.optimizer_wrapper",
     "Callback": "cvkit.engine.callback",
     "Priority": "cvkit.engine.callback",

@@ -3,12 +3,11 @@ image in DataLoader workers."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from torch import Tensor
 
-from cvkit.data.augmentation import PerSampleAugmentation
+from cvkit.data.augmentation import PerSampleAugmentation, refuse_code_parameters
 from cvkit.hookspecs import Register, hookimpl
 
 
@@ -33,16 +32,7 @@ class TorchvisionTransform(PerSampleAugmentation):
         cls = getattr(v2, transform, None)
         if not (isinstance(cls, type) and issubclass(cls, v2.Transform)):
             raise ValueError(f"torchvision.transforms.v2 has no transform {transform!r}")
-        code = [
-            name
-            for name, p in inspect.signature(cls).parameters.items()
-            if "Callable" in str(p.annotation) and (name in (kwargs or {}) or p.default is p.empty)
-        ]
-        if code:  # a recipe is data: it cannot hold the functions these parameters take
-            raise ValueError(
-                f"{transform} takes code ({', '.join(code)}: callables), which a recipe cannot "
-                "give; use a registered augmentation instead"
-            )
+        refuse_code_parameters(cls, kwargs or {}, transform)
         try:
             self.transform = cls(**(kwargs or {}))
         except (TypeError, ValueError) as error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -64,3 +66,22 @@ def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
             )
         return targets.float()
     return torch.nn.functional.one_hot(targets, num_classes).float()
+
+
+def refuse_code_parameters(
+    factory: Callable[..., Any], kwargs: Mapping[str, Any], name: str
+) -> None:
+    """ValueError naming ``name`` when ``factory`` (a transform class an adapter builds from a
+    recipe) would be given, or requires, a parameter annotated as a callable: a recipe is
+    data and cannot hold the function (torchvision's and albumentations' ``Lambda``,
+    ``Compose``, ...)."""
+    code = [
+        parameter
+        for parameter, p in inspect.signature(factory).parameters.items()
+        if "Callable" in str(p.annotation) and (parameter in kwargs or p.default is p.empty)
+    ]
+    if code:
+        raise ValueError(
+            f"{name} takes code ({', '.join(code)}: callables), which a recipe cannot give; "
+            "use a registered augmentation instead"
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cvkit import PerSampleAugmentation, Register, hookimpl
+from cvkit import PerSampleAugmentation, Register, hookimpl, refuse_code_parameters
 
 __all__ = ["Albumentations"]
 
@@ -39,16 +39,7 @@ class Albumentations(PerSampleAugmentation):
             raise ValueError(
                 f"albumentations {albumentations.__version__} has no transform {transform!r}"
             )
-        code = [
-            name
-            for name, p in inspect.signature(cls).parameters.items()
-            if "Callable" in str(p.annotation) and (name in (kwargs or {}) or p.default is p.empty)
-        ]
-        if code:  # a recipe is data: it cannot hold the functions these parameters take
-            raise ValueError(
-                f"{transform} takes code ({', '.join(code)}: callables), which a recipe cannot "
-                "give; use a registered augmentation instead"
-            )
+        refuse_code_parameters(cls, kwargs or {}, transform)
         accepted = inspect.signature(cls).parameters
         open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
         unknown = [] if open_ended else sorted(set(kwargs or {}) - set(accepted))
