@@ -83,7 +83,11 @@ def test_a_run_records_its_calibration(finished_run) -> None:
 def test_eval_with_tta_and_an_ensemble_of_one_run_twice(finished_run, run_cli, tmp_path) -> None:
     run = str(finished_run.run_dir)
     plain = json.loads(run_cli("eval", run, "--json").stdout)
-    assert plain["val"] == finished_run.evaluation["val"]
+    timing = {"seconds", "images_per_second"}  # wall times differ between evaluations
+    assert {k: v for k, v in plain["val"].items() if k not in timing} == {
+        k: v for k, v in finished_run.evaluation["val"].items() if k not in timing
+    }
+    assert plain["val"]["seconds"] > 0
     twice = run_cli("eval", "--ensemble", run, run, "--json", "--out", str(tmp_path / "e.json"))
     assert twice.exit_code == 0, twice.output
     voted = json.loads((tmp_path / "e.json").read_text())

@@ -45,11 +45,14 @@ def test_accumulated_metrics_match_scikit_learn(classes: int, seed: int) -> None
         result["confusion_matrix"]
         == confusion_matrix(labels, predicted, labels=range(classes)).tolist()
     )
-    per_class = confusion_matrix(
-        labels, predicted, labels=range(classes), normalize="true"
-    ).diagonal()
-    assert list(result["per_class_accuracy"].values()) == pytest.approx(per_class.tolist())
-    assert list(result["per_class_accuracy"]) == names
+    report = precision_recall_fscore_support(
+        labels, predicted, labels=range(classes), average=None, zero_division=0
+    )
+    assert list(result["per_class"]) == names
+    for key, expected in zip(("precision", "recall", "f1", "support"), report, strict=True):
+        assert [result["per_class"][name][key] for name in names] == pytest.approx(
+            expected.tolist()
+        ), key
 
 
 def test_a_class_never_predicted_has_zero_precision() -> None:
@@ -58,5 +61,10 @@ def test_a_class_never_predicted_has_zero_precision() -> None:
         torch.tensor([[5.0, 0, 0], [5.0, 0, 0], [0, 5.0, 0]]), torch.tensor([0, 2, 1])
     )
     result = accumulator.result(["a", "b", "c"])
-    assert result["per_class_accuracy"] == {"a": 1.0, "b": 1.0, "c": 0.0}
+    assert {name: row["recall"] for name, row in result["per_class"].items()} == {
+        "a": 1.0,
+        "b": 1.0,
+        "c": 0.0,
+    }
+    assert result["per_class"]["a"] == {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1}
     assert result["macro_precision"] == pytest.approx((0.5 + 1 + 0) / 3)

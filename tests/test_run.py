@@ -7,6 +7,7 @@ import hashlib
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,11 +69,16 @@ def test_a_run_writes_the_full_run_directory(finished, registry) -> None:
         "top1",
         "top5",
         "loss",
-        "per_class_accuracy",
+        "per_class",
         "macro_precision",
         "macro_recall",
         "macro_f1",
+        "seconds",
+        "images_per_second",
     }
+    assert set(test["per_class"]["class_0"]) == {"precision", "recall", "f1", "support"}
+    assert sum(row["support"] for row in test["per_class"].values()) == 32
+    assert test["seconds"] > 0 and test["images_per_second"] == pytest.approx(32 / test["seconds"])
     assert evaluation["val"]["samples"] == 16
     assert "epoch 3/3" in (run / "run.log").read_text()
 
@@ -168,6 +174,27 @@ def test_predict_writes_labels_and_probabilities(finished, tmp_path) -> None:
         [label == f"class_{int(y)}" for label, y in zip(labels, test.labels, strict=True)]
     )
     assert accuracy == pytest.approx(json.loads((run / "eval.json").read_text())["test"]["top1"])
+    predict(run, tmp_path / "test.pkl", tmp_path / "indices.csv", labels="index")
+    indices = list(csv.DictReader((tmp_path / "indices.csv").open()))
+    assert [r["id"] for r in indices] == [f"x{i}" for i in range(32)]
+    assert [f"class_{r['label']}" for r in indices] == labels
+
+
+def test_predict_labels_index_on_the_command_line(finished, tmp_path, run_cli) -> None:
+    inputs = tmp_path / "images.npy"
+    np.save(inputs, np.zeros((3, 8, 8, 3), dtype=np.uint8))
+    out = tmp_path / "out.csv"
+    result = run_cli(
+        "predict", str(finished[0].run_dir), str(inputs), "--out", str(out), "--labels", "index"
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["id", "label"] and [r[0] for r in rows[1:]] == ["0", "1", "2"]
+    assert all(r[1] in {"0", "1", "2", "3"} for r in rows[1:])
+    bad = run_cli(
+        "predict", str(finished[0].run_dir), str(inputs), "--out", str(out), "--labels", "ids"
+    )
+    assert bad.exit_code == 2 and "'ids' is not one of 'name', 'index'" in bad.output
 
 
 def test_predict_on_an_image_folder_resizes_to_the_training_size(
@@ -243,13 +270,25 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     assert not (out / "eval.json").exists()
 
 
+def without_timing(evaluation: Any) -> Any:
+    """An evaluation (eval.json) less its wall times, which differ between two evaluations
+    of the same weights: what must match between an uninterrupted and a resumed run."""
+    if isinstance(evaluation, dict):
+        return {
+            k: without_timing(v)
+            for k, v in evaluation.items()
+            if k not in {"seconds", "images_per_second"}
+        }
+    return evaluation
+
+
 def run_summary(run: Path) -> dict:
     """What must match between an uninterrupted and an interrupted-and-resumed run."""
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     drop = {"time", "epoch_seconds", "images_per_second"}
     return {
         "metrics": [{k: v for k, v in line.items() if k not in drop} for line in lines],
-        "eval": json.loads((run / "eval.json").read_text()),
+        "eval": without_timing(json.loads((run / "eval.json").read_text())),
         "weights": {
             k: v.tolist()
             for k, v in load_checkpoint(run / "checkpoints" / "last.pt")["model"].items()

@@ -398,9 +398,10 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
     for split in ("val", "test"):
         metrics = evaluation.get(split)
         if metrics:
+            timing = f" in {metrics['seconds']:.2f} s" if "seconds" in metrics else ""
             click.echo(
                 f"{split} accuracy: {metrics['top1']:.2%}  (top-5 {metrics['top5']:.2%}, loss {metrics['loss']:.4f}, "
-                f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['samples']} images)"
+                f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['samples']} images{timing})"
             )
 
 
@@ -548,20 +549,35 @@ def _echo_calibration(report: dict[str, Any] | None) -> None:
     help="CSV file to write.",
 )
 @click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option(
+    "--labels",
+    type=click.Choice(["name", "index"]),
+    default="name",
+    show_default=True,
+    help="Write each label as the class name or as its index 0..K-1.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def predict_command(
-    checkpoint: Path, inputs: Path, out: Path, probs: bool, overwrite: bool
+    checkpoint: Path, inputs: Path, out: Path, probs: bool, labels: str, overwrite: bool
 ) -> None:
     """Predict classes of INPUT, writing CSV rows id,label (+ probabilities with --probs).
 
     INPUT is a folder of images, a .npy or .pt array of uint8 images, or a pickle holding an
     array or a dict with 'data' (N x 3072 or N x H x W x C uint8) and 'ids', such as
     cifar_test_nolabel.pkl. Images are resized to the size the model was trained at.
+    --labels index writes class indices in the order of the model's classes (for CIFAR-10:
+    0 airplane ... 9 truck), as a submission of integer labels needs.
     """
     from cvkit.commands.predict import predict
 
     count = predict(
-        checkpoint, inputs, out, probabilities=probs, overwrite=overwrite, registry=_registry()
+        checkpoint,
+        inputs,
+        out,
+        probabilities=probs,
+        labels="index" if labels == "index" else "name",
+        overwrite=overwrite,
+        registry=_registry(),
     )
     click.echo(f"wrote {count} predictions to {out}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,10 @@ def evaluate(
         if split is None:
             result[name] = None
             continue
+        start = time.perf_counter()
         outputs[name] = _soft_vote(members, split, device, tta)
-        result[name] = metrics_from_logits(*outputs[name], first.classes)
+        seconds = time.perf_counter() - start  # the logits are on the CPU: synchronised
+        result[name] = metrics_from_logits(*outputs[name], first.classes, seconds)
     result["calibration"] = (
         calibration_report(outputs["val"], outputs.get("test")) if "val" in outputs else None
     )

@@ -6,7 +6,7 @@ import csv
 import io
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -19,10 +19,14 @@ from cvkit.engine.build import build_augmentations
 from cvkit.engine.device import AUTOCAST_DTYPES, resolve_device
 from cvkit.engine.metrics import collect_logits
 from cvkit.engine.trained_model import restore
-from cvkit.errors import DatasetError, short_reason
+from cvkit.errors import CvkitError, DatasetError, short_reason
 from cvkit.files import check_writable, write_text_atomic
 from cvkit.registry.loading import default_registry
 from cvkit.registry.registry import Registry
+
+LabelFormat = Literal["name", "index"]
+LABEL_FORMATS: tuple[LabelFormat, ...] = ("name", "index")
+"""How ``cvkit predict`` writes a label: the class name, or the class index."""
 
 PICKLE_GLOBALS = frozenset(
     {
@@ -125,12 +129,17 @@ def predict(
     out: Path,
     *,
     probabilities: bool = False,
+    labels: LabelFormat = "name",
     overwrite: bool = False,
     registry: Registry | None = None,
 ) -> int:
     """Write ``id,label`` (and one probability column per class) for every input image to
-    ``out``; returns the number of rows. Images are resized to the training images' size if
-    needed, then batched as evaluation batches are (``data.image_size``, ``augment.eval``)."""
+    ``out``; returns the number of rows. ``labels``: 'name' writes class names, 'index' the
+    class indices 0..K-1 in the order of the checkpoint's classes (as CIFAR's pickles
+    number them). Images are resized to the training images' size if needed, then batched
+    as evaluation batches are (``data.image_size``, ``augment.eval``)."""
+    if labels not in LABEL_FORMATS:
+        raise CvkitError(f"labels={labels!r}: expected one of {', '.join(LABEL_FORMATS)}")
     check_writable(out, "--out", overwrite=overwrite)
     registry = registry or default_registry()
     trained = restore(source, registry)
@@ -148,7 +157,7 @@ def predict(
     loader = evaluation_loader(unlabelled, recipe.data, device=device, augmentations=augment)
     model = trained.model.to(device)
     logits, _ = collect_logits(model, loader, device, AUTOCAST_DTYPES[recipe.experiment.precision])
-    _write_csv(out, ids, logits.softmax(1), classes, probabilities)
+    _write_csv(out, ids, logits.softmax(1), classes, probabilities, labels)
     return len(ids)
 
 
@@ -162,10 +171,16 @@ def safe_cell(text: str) -> str:
 
 
 def _write_csv(
-    out: Path, ids: list[str], probs: torch.Tensor, classes: list[str], probabilities: bool
+    out: Path,
+    ids: list[str],
+    probs: torch.Tensor,
+    classes: list[str],
+    probabilities: bool,
+    labels: LabelFormat,
 ) -> None:
     """Rows ``id,label`` (+ ``p_<class>`` columns) for ``probs`` (N, K), written atomically;
-    ids and class names are made inert for spreadsheets (see :func:`safe_cell`)."""
+    the label is the class name or its index (``labels``); ids and class names are made
+    inert for spreadsheets (see :func:`safe_cell`)."""
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer)
     names = [safe_cell(c) for c in classes]
@@ -173,6 +188,7 @@ def _write_csv(
         ["id", "label", *(f"p_{c}" for c in names)] if probabilities else ["id", "label"]
     )
     for image_id, p in zip(ids, probs, strict=True):
-        row = [safe_cell(image_id), names[int(p.argmax())]]
+        index = int(p.argmax())
+        row = [safe_cell(image_id), names[index] if labels == "name" else str(index)]
         writer.writerow(row + [f"{float(v):.6f}" for v in p] if probabilities else row)
     write_text_atomic(out, buffer.getvalue())

@@ -1,4 +1,5 @@
-"""Classification metrics from logits: top-k accuracy, loss, confusion matrix, macro P/R/F1."""
+"""Classification metrics from logits: top-k accuracy, loss, confusion matrix, per-class and
+macro precision, recall and F1 (a classification report)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def classification_metrics(
     """Metrics from a (K, K) confusion matrix (rows true, columns predicted).
 
     Accuracies, precision, recall and F1 are fractions in [0, 1]; ``loss`` is the mean
-    cross-entropy in nats. Macro averages weigh every class equally; a class that is never
+    cross-entropy in nats. ``per_class`` maps each class name to its precision, recall (the
+    class's accuracy), F1 and support (its images in the split), as scikit-learn's
+    classification report; macro averages weigh every class equally. A class that is never
     predicted has precision 0 (likewise recall for a class absent from the split).
     ``top5`` is top-min(5, K) accuracy.
     """
@@ -73,7 +76,10 @@ def classification_metrics(
         "macro_precision": float(precision.mean()),
         "macro_recall": float(recall.mean()),
         "macro_f1": float(f1.mean()),
-        "per_class_accuracy": {name: float(r) for name, r in zip(classes, recall, strict=True)},
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for name, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
+        },
         "classes": list(classes),
         "confusion_matrix": confusion.to(torch.int64).tolist(),
     }
@@ -120,9 +126,18 @@ def collect_logits(
 
 
 def metrics_from_logits(
-    logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[str]
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[str],
+    seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The metrics of :func:`evaluate_model` from logits (N, K) and labels (N,)."""
+    """The metrics of :func:`evaluate_model` from logits (N, K) and labels (N,); with
+    ``seconds``, the wall time that produced the logits, also ``seconds`` and
+    ``images_per_second`` (the evaluation time a study reports as its test time)."""
     accumulator = Accumulator(len(classes), logits.device)
     accumulator.update(logits, labels)
-    return accumulator.result(classes)
+    result = accumulator.result(classes)
+    if seconds is not None:
+        result["seconds"] = seconds
+        result["images_per_second"] = len(labels) / seconds if seconds > 0 else None
+    return result

@@ -9,6 +9,7 @@ procedure is :func:`train_stage`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -215,17 +216,22 @@ def final_evaluation(
             loop.ema.load_state_dict(state["ema"])
         weights = f"best (epoch {state['epoch']})"
     model = loop.evaluation_model()
-    outputs = {
-        split: collect_logits(model, loader, loop.device, loop.autocast_dtype)
-        for split, loader in (("val", val_loader), ("test", test_loader))
-        if loader is not None
-    }
+    outputs, seconds = {}, {}
+    for split, loader in (("val", val_loader), ("test", test_loader)):
+        if loader is not None:
+            start = time.perf_counter()
+            outputs[split] = collect_logits(model, loader, loop.device, loop.autocast_dtype)
+            seconds[split] = time.perf_counter() - start  # logits are on the CPU: synchronised
     classes = loop.train_loader.classes
     result: dict[str, Any] = {
         "weights": weights,
         "epochs": loop.epoch,
-        "val": metrics_from_logits(*outputs["val"], classes) if "val" in outputs else None,
-        "test": metrics_from_logits(*outputs["test"], classes) if "test" in outputs else None,
+        **{
+            split: metrics_from_logits(*outputs[split], classes, seconds[split])
+            if split in outputs
+            else None
+            for split in ("val", "test")
+        },
         # temperature and class thresholds fitted on the validation split
         "calibration": calibration_report(outputs["val"], outputs.get("test"))
         if "val" in outputs
@@ -235,7 +241,8 @@ def final_evaluation(
         metrics = result[split]
         if metrics is not None:
             log.info(
-                "%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  macro-F1 %.4f  (%d images)",
+                "%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  macro-F1 %.4f  "
+                "(%d images in %.2f s)",
                 split,
                 weights,
                 100 * metrics["top1"],
@@ -243,5 +250,6 @@ def final_evaluation(
                 metrics["loss"],
                 metrics["macro_f1"],
                 metrics["samples"],
+                metrics["seconds"],
             )
     return result
