@@ -34,9 +34,8 @@ def test_recipe_runs_on_synthetic_data(
     recipe, registry, tmp_path, run_cli, torch_home, monkeypatch
 ) -> None:
     resolved = load_recipe(recipe, registry=registry)
-    channels = len(
-        next(a for a in resolved.augment.eval if a.name == "normalize").params["mean"] or [0, 0, 0]
-    )
+    normalize = [a for a in resolved.augment.eval if a.name == "normalize"]
+    channels = len(normalize[0].params["mean"] or [0, 0, 0]) if normalize else 3
     overrides = [
         f'data.dataset={{ name = "synthetic", num_classes = 10, image_size = 32, channels = {channels}, '
         "train_size = 12, test_size = 4 }",

@@ -31,6 +31,19 @@ def test_cbam_is_the_papers_equations() -> None:
     assert block.channel.mlp[0].bias is None  # the equation's MLP has no biases
 
 
+def test_the_spatial_convolution_bias_is_optional() -> None:
+    assert CBAM(8).spatial.conv.bias is not None
+    assert CBAM(8, spatial_bias=False).spatial.conv.bias is None
+    assert CBAM(8, batch_norm=True).spatial.conv.bias is None
+    assert SpatialAttention(8, bias=False).conv.bias is None
+    # the CBAM study's block (reduction 2, no biases anywhere): 2 * C * C/2 + 2 * 49 parameters
+    assert (
+        sum(p.numel() for p in CBAM(64, reduction=2, spatial_bias=False).parameters()) == 4096 + 98
+    )
+    with pytest.raises(ValueError, match="the batch norm's shift replaces the bias"):
+        SpatialAttention(8, batch_norm=True, bias=True)
+
+
 def test_the_parts_are_the_halves_of_cbam() -> None:
     torch.manual_seed(0)
     block = CBAM(16, reduction=4, kernel_size=3)

@@ -42,6 +42,49 @@ def test_lookahead_follows_the_papers_algorithm_step_by_step() -> None:
         assert torch.allclose(w, fast, atol=1e-7), f"step {t}"
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_after_first_step_follows_the_alphadl_implementation(k: int) -> None:
+    """The implementation the Efficient ResNets code uses (alphadl/lookahead.pytorch), written
+    out: a counter per group; at counter 0 the slow weights are created from the fast ones
+    (first call) and updated; the counter wraps at k. Synchronisations: steps 1, k+1, 2k+1."""
+    alpha, lr = 0.5, 0.1
+    w, x, y = toy()
+    optimizer = Lookahead(torch.optim.SGD([w], lr=lr), k=k, alpha=alpha, sync="after_first_step")
+    fast, _, _ = toy()
+    slow: torch.Tensor | None = None
+    counter, synced = 0, []
+    for t in range(1, 18):
+        gradient(w, x, y)
+        optimizer.step()
+        gradient(fast, x, y)
+        with torch.no_grad():
+            fast -= lr * fast.grad
+            if counter == 0:
+                slow = fast.detach().clone() if slow is None else slow
+                slow += (fast - slow) * alpha
+                fast.copy_(slow)
+                synced.append(t)
+            counter = (counter + 1) % k
+        assert torch.allclose(w, fast, atol=1e-7), f"step {t}"
+    assert synced[:3] == [1, 1 + k, 1 + 2 * k]
+
+
+def test_the_two_syncs_differ_and_a_bad_one_is_refused() -> None:
+    # (on a quadratic loss with SGD the two coincide after step k + 1: the updates are affine)
+    weights = []
+    for sync in ("every_k", "after_first_step"):
+        w, x, y = toy()
+        optimizer = Lookahead(torch.optim.SGD([w], lr=0.5), k=5, sync=sync)
+        for _ in range(6):
+            w.grad = None
+            (x @ w - y).abs().pow(3).mean().backward()
+            optimizer.step()
+        weights.append(w.detach().clone())
+    assert not torch.allclose(*weights)
+    with pytest.raises(ValueError, match="sync='paper' must be one of every_k, after_first_step"):
+        Lookahead(torch.optim.SGD([toy()[0]], lr=0.1), sync="paper")  # type: ignore[arg-type]
+
+
 def test_schedulers_act_on_the_inner_learning_rate() -> None:
     w, _, _ = toy()
     inner = torch.optim.SGD([w], lr=0.1)
@@ -62,9 +105,10 @@ def test_schedulers_act_on_the_inner_learning_rate() -> None:
     )
 
 
-def test_state_dict_round_trips_with_the_slow_weights() -> None:
+@pytest.mark.parametrize("sync", ["every_k", "after_first_step"])
+def test_state_dict_round_trips_with_the_slow_weights(sync) -> None:
     w, x, y = toy()
-    optimizer = Lookahead(torch.optim.SGD([w], lr=0.1, momentum=0.9), k=3)
+    optimizer = Lookahead(torch.optim.SGD([w], lr=0.1, momentum=0.9), k=3, sync=sync)
     for _ in range(4):
         gradient(w, x, y)
         optimizer.step()
@@ -73,6 +117,7 @@ def test_state_dict_round_trips_with_the_slow_weights() -> None:
     restored = Lookahead(torch.optim.SGD([twin], lr=0.1, momentum=0.9), k=3)
     restored.load_state_dict(state)
     assert torch.equal(restored.slow[0][0], optimizer.slow[0][0]) and restored.steps == 4
+    assert restored.sync == sync
     for _ in range(5):
         gradient(w, x, y)
         optimizer.step()

@@ -23,6 +23,7 @@ def register_attention(register: Register) -> None:
                 "min_channels": 2,
                 "mlp_bias": True,
             },
+            {"reduction": 2, "spatial_bias": False},
         ],
     )
     register(
@@ -38,5 +39,9 @@ def register_attention(register: Register) -> None:
     register(
         "spatial_attention",
         SpatialAttention,
-        examples=[{}, {"kernel_size": 3, "pool_types": ["avg"], "batch_norm": True}],
+        examples=[
+            {},
+            {"kernel_size": 3, "pool_types": ["avg"], "batch_norm": True},
+            {"bias": False},
+        ],
     )

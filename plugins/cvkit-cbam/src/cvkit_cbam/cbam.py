@@ -92,8 +92,10 @@ class SpatialAttention(nn.Module):
         kernel_size: odd size of the convolution (the paper uses 7).
         pool_types: channel poolings stacked as the convolution's input: 'avg' and/or 'max'.
         batch_norm: batch-normalise the map before the sigmoid, as the authors' code and timm
-            do (the paper's equation has no normalisation; without it the conv has a bias).
+            do (the paper's equation has no normalisation).
         light: average the pooled maps into one before the convolution (timm's "light" variant).
+        bias: give the convolution a bias; by default it has one exactly when there is no
+            batch norm (false without batch norm: the paper's f^{7x7} alone, as some code has it).
     """
 
     def __init__(
@@ -103,17 +105,22 @@ class SpatialAttention(nn.Module):
         pool_types: Sequence[Pool] = ("avg", "max"),
         batch_norm: bool = False,
         light: bool = False,
+        bias: bool | None = None,
     ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size} must be odd and >= 1")
+        if bias and batch_norm:
+            raise ValueError(
+                "bias=True with batch_norm=True: the batch norm's shift replaces the bias"
+            )
         self.pool_types, self.light = _check_pools(pool_types), light
         self.conv = nn.Conv2d(
             1 if light else len(self.pool_types),
             1,
             kernel_size,
             padding=kernel_size // 2,
-            bias=not batch_norm,
+            bias=not batch_norm if bias is None else bias,
         )
         self.norm = nn.BatchNorm2d(1) if batch_norm else nn.Identity()
 
@@ -147,6 +154,8 @@ class CBAM(nn.Module):
         mlp_bias: give the channel MLP biases (as the authors' code).
         light: both attentions average their pooled descriptors first (CBAM-lite, timm's
             LightCbamModule): fewer operations, a 1-channel spatial convolution.
+        spatial_bias: give the spatial convolution a bias; by default it has one exactly when
+            there is no batch norm.
     """
 
     def __init__(
@@ -160,13 +169,14 @@ class CBAM(nn.Module):
         min_channels: int = 1,
         mlp_bias: bool = False,
         light: bool = False,
+        spatial_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.channel = ChannelAttention(
             channels, reduction, pool_types, min_channels, mlp_bias, light
         )
         self.spatial = (
-            SpatialAttention(channels, kernel_size, pool_types, batch_norm, light)
+            SpatialAttention(channels, kernel_size, pool_types, batch_norm, light, spatial_bias)
             if spatial
             else nn.Identity()
         )

@@ -1,32 +1,31 @@
-"""cvkit plugin: the CBAM study's models, registered as ``model/res_attention_net`` and
+"""cvkit plugin: the CBAM study's models, registered as ``model/sample_resnet`` and
 ``model/resnet50_attention``."""
 
 from __future__ import annotations
 
 from cvkit import Register, hookimpl
-from cvkit_residual_attention.attention_module import AttentionModule, ResidualUnit
-from cvkit_residual_attention.models import ResAttentionNet, ResNetAttention
+from cvkit_residual_attention.blocks import ResAttentionBlock
+from cvkit_residual_attention.models import ResNetAttention, SampleResNet
 
-__all__ = ["AttentionModule", "ResAttentionNet", "ResNetAttention", "ResidualUnit"]
+__all__ = ["ResAttentionBlock", "ResNetAttention", "SampleResNet"]
+
+_CBAM = {"name": "cbam", "reduction": 2, "spatial_bias": False}
 
 
 @hookimpl
 def register_models(register: Register) -> None:
     register(
-        "res_attention_net",
-        ResAttentionNet,
+        "sample_resnet",
+        SampleResNet,
         examples=[
-            {"widths": [4, 8, 8]},
-            {
-                "widths": [4, 8, 12],
-                "attention": {"name": "se", "reduction": 2},
-                "mask_depth": 1,
-                "dropout": 0.1,
-            },
+            {"channels": [4, 8, 4], "pool_size": 8},
+            {"channels": [4, 8, 6], "pool_size": 6, "attention": _CBAM, "dropout": 0.1},
         ],
     )
     register(
         "resnet50_attention",
         ResNetAttention,
-        examples=[{"arch": "resnet18", "channels": 8}],
+        examples=[
+            {"arch": "resnet18", "reduce_channels": 8, "channels": 4, "attention": _CBAM},
+        ],
     )
