@@ -45,6 +45,13 @@ def test_recipe_runs_on_synthetic_data(
         "data.workers=0",
         "experiment.epochs=2",  # the quickstart warms up for one
     ]
+    if resolved.scheduler is not None and "cycles" in resolved.scheduler.params:
+        overrides.append("scheduler.cycles=2")  # cycles must divide the 2 epochs
+        overrides += [
+            f"callbacks[{i}].cycles=2"
+            for i, c in enumerate(resolved.callbacks)
+            if "cycles" in c.params
+        ]
     if resolved.data.image_size is not None:
         overrides.append("data.image_size=32")  # eval batches; training crops keep their size
     if "arch" in resolved.model.params:  # torchvision backbones: resnet18 is enough here
