@@ -4,6 +4,7 @@ involved, and the parameter counts the studies and their authors' code report.""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -222,3 +223,62 @@ def test_se_resnet18_follows_the_study_and_its_card_counts_are_true(registry) ->
         assert f"{100 * (count - plain) / plain:+.2f}%" == added, reduction
         assert f"r = {reduction}" in card and added.lstrip("+") in card
     assert "89,080" in card and "11,638,598" in card
+
+
+DOCS = RECIPES.parent / "docs"
+
+
+def _table_rows(page: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table under ``heading`` in ``page``, as stripped cells."""
+    rows: list[str] = []
+    for line in page.split(heading, 1)[1].splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return cells[2:]  # after the header and the separator
+
+
+def _number(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+PARAMETER_ROWS = _table_rows((DOCS / "studies.md").read_text(), "## Parameter counts")
+
+
+@pytest.mark.parametrize("row", PARAMETER_ROWS, ids=lambda row: row[0].strip("`"))
+def test_the_parameter_counts_in_studies_md_are_what_cvkit_check_reports(run_cli, row) -> None:
+    recipe, _, trainable, total = row
+    result = run_cli("check", str(RECIPES / f"{recipe.strip('`')}.toml"), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["params"], report["total_params"]) == (_number(trainable), _number(total))
+
+
+def test_studies_md_covers_every_study_recipe_and_every_lightweight_technique() -> None:
+    page = (DOCS / "studies.md").read_text()
+    study_recipes = {
+        p.stem for p in RECIPES.glob("*.toml") if p.read_text().startswith("# STUDY CARD")
+    }
+    assert study_recipes == {p.stem for p in RECIPES.glob("*.toml")} - {
+        "quickstart",
+        "cifar10_small_cnn",
+    }
+    for recipe in study_recipes:
+        assert f"{recipe}.toml" in page or f"`{recipe}`" in page, recipe
+    techniques = _table_rows(page, "Every technique the study lists")
+    assert [row[0] for row in techniques] == [f"{g}{i}" for g in "ABCDEF" for i in range(1, 6)]
+    named = {name for row in techniques for name in re.findall(r"(\w+)\.toml", row[2])}
+    assert {p.stem for p in RECIPES.glob("lightweight_cnn_residual*.toml")} <= named
+    assert all((RECIPES / f"{name}.toml").is_file() for name in named), named
+    assert (RECIPES / "spaces" / "lightweight_cnn_residual.toml").is_file()
+
+
+def test_results_md_has_a_measured_row_for_every_lightweight_technique_recipe() -> None:
+    results = (DOCS / "results.md").read_text()
+    for recipe in sorted(RECIPES.glob("lightweight_cnn_residual*.toml")):
+        rows = [line for line in results.splitlines() if line.startswith(f"| `{recipe.stem}` |")]
+        assert rows and re.search(r"\d+\.\d\d% \(epoch \d\)", rows[0]), recipe.stem
+    assert "cvkit tune recipes/lightweight_cnn_residual.toml --space" in results
+    assert "| 1 (best) |" in results
