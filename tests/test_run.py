@@ -80,6 +80,23 @@ def test_a_run_writes_the_full_run_directory(finished, registry) -> None:
     assert sum(row["support"] for row in test["per_class"].values()) == 32
     assert test["seconds"] > 0 and test["images_per_second"] == pytest.approx(32 / test["seconds"])
     assert evaluation["val"]["samples"] == 16
+    from cvkit.engine.profiling import forward_flops, parameter_counts
+    from cvkit.engine.trained_model import restore
+
+    model = restore(run, registry).model
+    assert evaluation["seed"] == 0
+    assert evaluation["model"] == {
+        "trainable_parameters": parameter_counts(model)["trainable"],
+        "total_parameters": parameter_counts(model)["total"],
+        "input_shape": [3, 8, 8],
+        "flops_per_image": forward_flops(model, torch.zeros(1, 3, 8, 8)),
+    }
+    assert evaluation["model"]["flops_per_image"] > 0
+    training = evaluation["training"]
+    epochs = sum(line["epoch_seconds"] for line in lines)
+    assert training["seconds"] == pytest.approx(epochs)
+    assert training["wall_seconds"] >= training["seconds"] > 0
+    assert training["images_per_second"] == pytest.approx(3 * 80 / training["seconds"])
     assert "epoch 3/3" in (run / "run.log").read_text()
 
 
@@ -123,6 +140,7 @@ def test_eval_reproduces_eval_json(finished, run_cli) -> None:
     for split in ("val", "test"):
         assert data[split]["top1"] == expected[split]["top1"]
         assert data[split]["confusion_matrix"] == expected[split]["confusion_matrix"]
+    assert data["model"] == expected["model"] and data["seed"] == expected["seed"]
 
 
 def test_eval_of_a_checkpoint_that_does_not_fit_the_model_names_keys_and_shapes(
@@ -277,7 +295,7 @@ def without_timing(evaluation: Any) -> Any:
         return {
             k: without_timing(v)
             for k, v in evaluation.items()
-            if k not in {"seconds", "images_per_second"}
+            if k not in {"seconds", "wall_seconds", "images_per_second"}
         }
     return evaluation
 

@@ -79,6 +79,9 @@ class Recorder(Callback):
     def on_fit_end(self, trainer):
         self.log.append((self.name, "on_fit_end"))
 
+    def on_evaluation_end(self, trainer):
+        self.log.append((self.name, "on_evaluation_end", trainer.evaluation))
+
     def on_exception(self, trainer, error):
         self.log.append((self.name, "on_exception", type(error).__name__))
 
@@ -87,6 +90,7 @@ def test_training_learns_and_events_arrive_in_order() -> None:
     recorder = Recorder()
     trainer = make_trainer(callbacks=[recorder], epochs=3)
     trainer.fit()
+    trainer.evaluated({"val": None})
     events = [entry[1] for entry in recorder.log]
     per_epoch = [
         "on_epoch_start",
@@ -96,9 +100,10 @@ def test_training_learns_and_events_arrive_in_order() -> None:
         "on_validation_end",
         "on_epoch_end",
     ]
-    assert events == ["on_fit_start", *per_epoch * 3, "on_fit_end"]
+    assert events == ["on_fit_start", *per_epoch * 3, "on_fit_end", "on_evaluation_end"]
     assert set(events) | {"on_exception"} == set(EVENTS)
-    assert recorder.log[-2] == ("r", "on_epoch_end", 3) and trainer.step == 9
+    assert recorder.log[-1] == ("r", "on_evaluation_end", {"val": None})
+    assert recorder.log[-3] == ("r", "on_epoch_end", 3) and trainer.step == 9
     assert [h["epoch"] for h in trainer.history] == [1, 2, 3]
     assert (
         trainer.history[-1]["val/acc"] > 0.8

@@ -19,6 +19,7 @@ from cvkit.version import __version__
 
 if TYPE_CHECKING:
     from cvkit.cli import cli_registry as cli_registry
+    from cvkit.commands.profile import profile_model as profile_model
     from cvkit.commands.run import RunResult as RunResult, train as train
     from cvkit.commands.rundir import new_run_dir as new_run_dir
     from cvkit.data.augmentation import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         soft_targets as soft_targets,
     )
     from cvkit.data.tensors import ImageDataset as ImageDataset, ImageTensors as ImageTensors
+    from cvkit.engine.calibration import expected_calibration_error as expected_calibration_error
     from cvkit.engine.callback import (
         Callback as Callback,
         Priority as Priority,
@@ -35,8 +37,17 @@ if TYPE_CHECKING:
     )
     from cvkit.engine.checkpoint import save_checkpoint as save_checkpoint
     from cvkit.engine.optimizer_wrapper import OptimizerWrapper as OptimizerWrapper
+    from cvkit.engine.profiling import (
+        forward_flops as forward_flops,
+        parameter_counts as parameter_counts,
+    )
     from cvkit.engine.stage import StageContext as StageContext, train_stage as train_stage
-    from cvkit.engine.trained_model import load_trained_model as load_trained_model
+    from cvkit.engine.trained_model import (
+        TrainedModel as TrainedModel,
+        evaluation_batches as evaluation_batches,
+        load_trained_model as load_trained_model,
+        restore as restore,
+    )
     from cvkit.errors import (
         CheckpointError as CheckpointError,
         ComponentBuildError as ComponentBuildError,
@@ -56,7 +67,7 @@ if TYPE_CHECKING:
         torchvision_model as torchvision_model,
     )
     from cvkit.recipe.loading import load_recipe as load_recipe
-    from cvkit.recipe.writing import dump_recipe as dump_recipe
+    from cvkit.recipe.writing import dump_recipe as dump_recipe, flat_settings as flat_settings
     from cvkit.registry.registry import Registry as Registry
     from cvkit.registry.specs import (
         AttentionFactory as AttentionFactory,
@@ -110,6 +121,13 @@ _EXPORTS: dict[str, str] = {
     "write_text_atomic": "cvkit.files",
     # models
     "load_trained_model": "cvkit.engine.trained_model",
+    "restore": "cvkit.engine.trained_model",
+    "TrainedModel": "cvkit.engine.trained_model",
+    "evaluation_batches": "cvkit.engine.trained_model",
+    "parameter_counts": "cvkit.engine.profiling",
+    "forward_flops": "cvkit.engine.profiling",
+    "profile_model": "cvkit.commands.profile",
+    "expected_calibration_error": "cvkit.engine.calibration",
     "torchvision_model": "cvkit.models.pretrained",
     "adapt_input_channels": "cvkit.models.pretrained",
     # training procedures
@@ -119,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     "cli_registry": "cvkit.cli",
     "load_recipe": "cvkit.recipe.loading",
     "dump_recipe": "cvkit.recipe.writing",
+    "flat_settings": "cvkit.recipe.writing",
     "train": "cvkit.commands.run",
     "RunResult": "cvkit.commands.run",
     "new_run_dir": "cvkit.commands.rundir",

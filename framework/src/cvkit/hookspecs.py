@@ -175,7 +175,7 @@ def register_callbacks(register: Register) -> None:
 
     ``factory(**params) -> cvkit.Callback``: an object whose event methods (``on_fit_start``,
     ``on_epoch_start``, ``on_batch_end``, ``on_validation_end``, ``on_epoch_end``,
-    ``on_fit_end``, ``on_exception``) receive the trainer (what they may read and set is
+    ``on_fit_end``, ``on_evaluation_end``, ``on_exception``) receive the trainer (what they may read and set is
     :class:`cvkit.TrainerView`), run in ascending ``priority`` (:class:`cvkit.Priority`),
     and whose ``state_dict``/``load_state_dict`` are saved in and restored from checkpoints.
     """

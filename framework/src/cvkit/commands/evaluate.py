@@ -21,6 +21,7 @@ from cvkit.engine.build import build_augmentations, build_dataset
 from cvkit.engine.calibration import calibration_report
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast, resolve_device
 from cvkit.engine.metrics import collect_logits, metrics_from_logits
+from cvkit.engine.stage import model_summary
 from cvkit.engine.trained_model import TrainedModel, checkpoint_path, restore
 from cvkit.engine.tta import check_tta, tta_views
 from cvkit.errors import CheckpointError, CvkitError
@@ -90,6 +91,9 @@ def evaluate(
         "epoch": first.checkpoint.get("epoch"),
         "members": [str(m.trained.path) for m in members],
         "tta": tta,
+        "seed": first.recipe.experiment.seed,
+        # counted on the CPU, where the restored model still is
+        "model": model_summary(first.model, first.checkpoint, first.recipe, torch.device("cpu")),
     }
     outputs = {}
     for name, split in splits.items():

@@ -24,6 +24,7 @@ EVENTS: tuple[str, ...] = (
     "on_validation_end",
     "on_epoch_end",
     "on_fit_end",
+    "on_evaluation_end",
     "on_exception",
 )
 """Every event, in the order they first occur during a fit."""
@@ -69,6 +70,10 @@ class TrainerView(Protocol):
     steps_per_epoch: int
     metrics: dict[str, float]
     history: list[dict[str, float]]
+    batch_images: torch.Tensor | None
+    batch_loss: torch.Tensor | None
+    grad_norm: torch.Tensor | None
+    evaluation: dict[str, Any] | None
     should_stop: bool
     resumed: bool
     model: nn.Module
@@ -146,6 +151,10 @@ class Callback:
 
     def on_fit_end(self, trainer: TrainerView) -> None:
         """After the last epoch or an early stop."""
+
+    def on_evaluation_end(self, trainer: TrainerView) -> None:
+        """After the final evaluation of the trained model (``trainer.evaluation``); a
+        procedure that does not evaluate through :func:`cvkit.train_stage` never calls it."""
 
     def on_exception(self, trainer: TrainerView, error: BaseException) -> None:
         """When training fails with ``error`` (re-raised after every callback has run)."""

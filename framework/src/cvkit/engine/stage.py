@@ -31,6 +31,7 @@ from cvkit.engine.calibration import calibration_report
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import checkpoint_weights, load_checkpoint, load_model_weights
 from cvkit.engine.metrics import collect_logits, metrics_from_logits
+from cvkit.engine.profiling import forward_flops, parameter_counts
 from cvkit.engine.rng import seed_everything
 from cvkit.engine.trainer import TrainingLoop
 from cvkit.errors import CvkitError
@@ -226,6 +227,9 @@ def final_evaluation(
     result: dict[str, Any] = {
         "weights": weights,
         "epochs": loop.epoch,
+        "seed": recipe.experiment.seed,
+        "model": model_summary(loop.model, loop.metadata, recipe, loop.device),
+        "training": training_summary(loop),
         **{
             split: metrics_from_logits(*outputs[split], classes, seconds[split])
             if split in outputs
@@ -237,6 +241,49 @@ def final_evaluation(
         if "val" in outputs
         else None,
     }
+    _log_evaluation(result, weights)
+    loop.evaluated(result)
+    return result
+
+
+def model_summary(
+    model: nn.Module, metadata: dict[str, Any], recipe: Recipe, device: torch.device
+) -> dict[str, Any]:
+    """Parameter counts, the input shape [C, H, W] and the forward FLOPs per image (see
+    :mod:`cvkit.engine.profiling`; None, with a warning, when torch's counter fails on
+    the model)."""
+    shape = [metadata["in_channels"], *(recipe.data.input_size or metadata["image_size"])]
+    counts = parameter_counts(model)
+    try:
+        flops: int | None = forward_flops(model, torch.zeros(1, *shape, device=device))
+    except Exception as error:  # a plugin's model the counter cannot trace: report, not fail
+        log.warning("FLOPs not counted: %s: %s", type(error).__name__, error)
+        flops = None
+    return {
+        "trainable_parameters": counts["trainable"],
+        "total_parameters": counts["total"],
+        "input_shape": shape,
+        "flops_per_image": flops,
+    }
+
+
+def training_summary(loop: TrainingLoop) -> dict[str, Any]:
+    """Time spent training, over every epoch (resumed ones included): ``seconds`` in the
+    training passes, ``wall_seconds`` with validation, ``images_per_second``
+    the mean training throughput (images / seconds)."""
+    seconds = sum(epoch.get("epoch_seconds", 0.0) for epoch in loop.history)
+    images = sum(
+        epoch.get("epoch_seconds", 0.0) * epoch.get("images_per_second", 0.0)
+        for epoch in loop.history
+    )
+    return {
+        "seconds": seconds,
+        "wall_seconds": loop.wall_seconds,
+        "images_per_second": images / seconds if seconds else None,
+    }
+
+
+def _log_evaluation(result: dict[str, Any], weights: str) -> None:
     for split in ("val", "test"):
         metrics = result[split]
         if metrics is not None:
@@ -252,4 +299,3 @@ def final_evaluation(
                 metrics["samples"],
                 metrics["seconds"],
             )
-    return result

@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
-from cvkit.engine.build import build_model
+from cvkit.data.batches import BatchLoader, evaluation_loader
+from cvkit.data.splits import load_splits
+from cvkit.engine.build import build_augmentations, build_dataset, build_model
 from cvkit.engine.checkpoint import checkpoint_weights, load_checkpoint, load_model_weights
 from cvkit.errors import CheckpointError
 from cvkit.recipe.loading import validate_recipe
@@ -104,3 +107,28 @@ def load_trained_model(source: Path, registry: Registry | None = None) -> nn.Mod
     factory declaring ``registry`` receives the one building it); default: the registry of
     the installed plugins."""
     return restore(source, registry or default_registry()).model.eval()
+
+
+def evaluation_batches(
+    trained: TrainedModel,
+    split: str = "val",
+    *,
+    registry: Registry | None = None,
+    device: torch.device | None = None,
+) -> BatchLoader | None:
+    """Batches of (images (N, C, H, W) float, labels (N,) int64) of ``split`` ('val' or
+    'test') of the trained model's data, as its recipe splits and evaluates them (the same
+    validation images as in training, through its evaluation augmentations), on ``device``
+    (default: the CPU); None when the recipe has no such split."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split {split!r}: expected 'val' or 'test'")
+    registry = registry or default_registry()
+    recipe = trained.recipe
+    splits = load_splits(recipe.data, build_dataset(recipe, registry))
+    images = splits.val if split == "val" else splits.test
+    if images is None:
+        return None
+    augment = build_augmentations(recipe.augment.eval, registry, len(trained.classes))
+    return evaluation_loader(
+        images, recipe.data, device=device or torch.device("cpu"), augmentations=augment
+    )

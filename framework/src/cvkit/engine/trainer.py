@@ -142,8 +142,13 @@ class TrainingLoop:
         self.run_dir, self.recipe = run_dir, recipe
         self.metadata = dict(metadata or {})
         self.epoch = self.batch = self.step = 0
+        self.wall_seconds = 0.0  # training and validation, over every epoch, saved on resume
         self.metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
+        self.batch_images: Tensor | None = None
+        self.batch_loss: Tensor | None = None
+        self.grad_norm: Tensor | None = None
+        self.evaluation: dict[str, Any] | None = None
         self.should_stop = False
         self.resumed = False
         self._loader_state = train_loader.state_dict()
@@ -171,6 +176,7 @@ class TrainingLoop:
                 self._interrupted = interrupted
                 self._emit("on_fit_start")
                 while self.epoch < self.epochs and not self.should_stop:
+                    started = time.perf_counter()
                     self._train_epoch()
                     self._validate()
                     self._check_weights()
@@ -180,6 +186,7 @@ class TrainingLoop:
                     self.history.append({"epoch": self.epoch, "step": self.step, **self.metrics})
                     self._reset_running()
                     self._consistent = True
+                    self.wall_seconds += time.perf_counter() - started
                     self._emit("on_epoch_end")
         except BaseException as error:
             self._emit_exception(error)
@@ -232,6 +239,7 @@ class TrainingLoop:
                 self.optimizer.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
+        self.batch_images, self.batch_loss = images, loss.detach()
         hard = targets.argmax(1) if targets.ndim == 2 else targets
         self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
 
@@ -277,7 +285,7 @@ class TrainingLoop:
             if p.grad is not None
         ]
         if norm is not None:
-            nn.utils.clip_grad_norm_(parameters, norm)
+            self.grad_norm = nn.utils.clip_grad_norm_(parameters, norm)
         if value is not None:
             nn.utils.clip_grad_value_(parameters, value)
 
@@ -306,6 +314,11 @@ class TrainingLoop:
         return evaluate_model(
             self.evaluation_model(), loader, loader.classes, self.device, self.autocast_dtype
         )
+
+    def evaluated(self, evaluation: dict[str, Any]) -> None:
+        """Record the final evaluation (eval.json's content) and tell the callbacks."""
+        self.evaluation = evaluation
+        self._emit("on_evaluation_end")
 
     # -- running metrics -------------------------------------------------------------------
 
@@ -457,6 +470,7 @@ class TrainingLoop:
             "rng": rng_state(),
             "batch": self.batch,
             "step": self.step,
+            "wall_seconds": self.wall_seconds,
             "running": {
                 "loss_sum": self._loss_sum,
                 "correct": self._correct,
@@ -494,6 +508,7 @@ class TrainingLoop:
         self._loader_state = state["loader"]
         self.train_loader.load_state_dict(self._loader_state)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.wall_seconds = float(state.get("wall_seconds", 0.0))  # absent from older checkpoints
         running = state["running"]
         self._pending = []
         self._loss_sum, self._correct, self._seen = (
