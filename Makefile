@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.cvkit-installed
-# Development only: the linter, the type checker, and timm as a reference implementation in
-# equivalence tests.
-DEV_TOOLS := ruff mypy timm
+# Development only: the linter, the type checker, timm as a reference implementation in
+# equivalence tests, ptflops as the reference FLOP counter, playwright to drive Chromium in the
+# report's browser test.
+DEV_TOOLS := ruff mypy timm ptflops playwright
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 
-.PHONY: install quickstart test test-fast lint typecheck clean
+.PHONY: install quickstart test test-fast lint typecheck browser clean
 
 install: $(STAMP)
 
@@ -27,7 +28,7 @@ quickstart: $(STAMP)
 
 # The whole suite: tests/ (the core) and plugins/*/tests/ (each plugin's own), after the
 # linter and the type checker.
-test: lint typecheck
+test: lint typecheck browser
 	$(BIN)/python -m pytest -q
 
 # The edit loop: the same without the slow end-to-end tests (subprocesses, installs).
@@ -39,6 +40,15 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy framework/src $(wildcard plugins/*/src)
+
+# Debian's Chromium for the report's browser test, installed where that is possible (as root
+# with apt-get, as CI runs); elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& { apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+		|| { apt-get update -qq >/dev/null 2>&1 \
+		&& apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1; }; }; } \
+		|| echo "note: Chromium is not installed; the report's browser test will skip"
 
 clean:
 	rm -rf $(VENV)

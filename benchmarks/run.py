@@ -4,7 +4,8 @@
     python benchmarks/run.py --only overhead --trials 9 --out results.json
 
 (a) overhead: cvkit's training throughput / a minimal hand-written loop's, same model,
-    data in memory, batch size, in one process, trials interleaved.
+    data in memory, batch size, in one process, trials interleaved; a third arm runs the
+    TensorBoard callback with per-step logging (4 points per trial) and times the callback.
 (b) pipeline: augmented images/s of cvkit's tensor pipeline / torchvision's per-sample
     transforms (RandomCrop(32, 4) + flip + ToTensor + Normalize) in a 2-worker DataLoader.
 (c) end_to_end: one epoch of recipes/cifar10_small_cnn.toml on ../shared/data/cifar10/train,
@@ -34,11 +35,14 @@ from cvkit.builtins.flip import HorizontalFlip
 from cvkit.builtins.normalize import NORMALIZATION_PRESETS, Normalize
 from cvkit.builtins.random_crop import RandomCrop
 from cvkit.builtins.simple_cnn import SimpleCNN
+from cvkit.builtins.tensorboard import TensorBoard
 from cvkit.data.batches import BatchLoader
 from cvkit.data.tensors import ImageTensors
 from cvkit.engine.trainer import TrainingLoop
 
 ROOT = Path(__file__).resolve().parents[1]
+TENSORBOARD_POINTS = 4
+"""Per-step points the TensorBoard callback logs in each trial of (a)'s third arm."""
 MEAN, STD = (list(v) for v in NORMALIZATION_PRESETS["cifar10"])
 
 
@@ -85,10 +89,37 @@ def hand_written_epoch(
         optimizer.step()
 
 
+class TimedTensorBoard(TensorBoard):
+    """The TensorBoard callback, adding up the seconds its events take."""
+
+    seconds = 0.0
+
+    def _timed(self, event: str, trainer: Any) -> None:
+        start = time.perf_counter()
+        getattr(super(), event)(trainer)
+        self.seconds += time.perf_counter() - start
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self._timed("on_fit_start", trainer)
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        self._timed("on_epoch_start", trainer)
+
+    def on_batch_end(self, trainer: Any) -> None:
+        self._timed("on_batch_end", trainer)
+
+    def on_epoch_end(self, trainer: Any) -> None:
+        self._timed("on_epoch_end", trainer)
+
+    def on_fit_end(self, trainer: Any) -> None:
+        self._timed("on_fit_end", trainer)
+
+
 def overhead(
     name: str, make_model: Any, batch: int, steps: int, trials: int, device: torch.device
 ) -> dict:
-    """Interleaved trials of the hand-written loop and cvkit's TrainingLoop on the same batches."""
+    """Interleaved trials of the hand-written loop, cvkit's TrainingLoop, and the loop with
+    the TensorBoard callback logging TENSORBOARD_POINTS per-step points, on the same batches."""
     data = cifar_like(batch * steps)
     torch.manual_seed(0)
     reference = make_model().to(device)
@@ -104,6 +135,9 @@ def overhead(
         drop_last=True,
         augmentations=[Normalize(mean=MEAN, std=STD)],
     )
+    logs = Path(tempfile.mkdtemp(prefix="cvkit-bench-tb-"))
+    log_every = max(1, steps // TENSORBOARD_POINTS)
+    callback_seconds: list[float] = []
 
     def run_reference() -> float:
         synchronize(device)
@@ -112,36 +146,56 @@ def overhead(
         synchronize(device)
         return batch * steps / (time.perf_counter() - start)
 
-    def run_cvkit() -> float:
+    def run_cvkit(tensorboard: bool = False) -> float:
+        callbacks = [TimedTensorBoard(log_every=log_every, images=0)] if tensorboard else []
         trainer = TrainingLoop(
-            ours, ours_opt, nn.CrossEntropyLoss(), loader, epochs=1, device=device
+            ours,
+            ours_opt,
+            nn.CrossEntropyLoss(),
+            loader,
+            epochs=1,
+            device=device,
+            callbacks=callbacks,
+            run_dir=logs if tensorboard else None,
         )
         synchronize(device)
         start = time.perf_counter()
         trainer.fit()
         synchronize(device)
-        return batch * steps / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if tensorboard:
+            callback_seconds.append(callbacks[0].seconds / seconds)
+        return batch * steps / seconds
 
-    run_reference(), run_cvkit()  # warm-up
-    pairs = []
-    for trial in range(trials):  # alternate which goes first, so drifts affect both alike
-        if trial % 2:
-            cvkit_rate, reference_rate = run_cvkit(), run_reference()
-        else:
-            reference_rate, cvkit_rate = run_reference(), run_cvkit()
-        pairs.append((cvkit_rate, reference_rate))
-    ratios = [c / r for c, r in pairs]
+    arms = [run_reference, run_cvkit, lambda: run_cvkit(tensorboard=True)]
+    for arm in arms:  # warm-up
+        arm()
+    callback_seconds.clear()
+    rates: list[list[float]] = []
+    for trial in range(trials):  # rotate which goes first, so drifts affect all alike
+        order = [(trial + k) % 3 for k in range(3)]
+        measured = {k: arms[k]() for k in order}
+        rates.append([measured[k] for k in range(3)])
+    ratios = [c / r for r, c, _ in rates]
+    logging_ratios = [t / c for _, c, t in rates]
     return {
         "model": name,
         "parameters": sum(p.numel() for p in reference.parameters()),
         "batch_size": batch,
         "steps_per_trial": steps,
         "trials": trials,
-        "cvkit_images_per_second": statistics.median(c for c, _ in pairs),
-        "hand_written_images_per_second": statistics.median(r for _, r in pairs),
+        "cvkit_images_per_second": statistics.median(c for _, c, _ in rates),
+        "hand_written_images_per_second": statistics.median(r for r, _, _ in rates),
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios),
         "ratio_max": max(ratios),
+        "tensorboard_log_every": log_every,
+        "tensorboard_images_per_second": statistics.median(t for _, _, t in rates),
+        "tensorboard_ratio_median": statistics.median(logging_ratios),
+        "tensorboard_ratio_min": min(logging_ratios),
+        "tensorboard_ratio_max": max(logging_ratios),
+        "tensorboard_callback_share_median": statistics.median(callback_seconds),
+        "tensorboard_callback_share_max": max(callback_seconds),
     }
 
 

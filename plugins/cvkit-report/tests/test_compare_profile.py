@@ -1,0 +1,97 @@
+"""cvkit compare (the runs table and what changed between the recipes) and cvkit profile."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from cvkit import forward_flops, parameter_counts, restore
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_compare_shows_the_differing_recipe_keys(tiny_runs, run_cli) -> None:
+    runs_folder = tiny_runs["base"].parent
+    result = run_cli("compare", str(runs_folder / "*"), "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["run"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"tiny/base", "tiny/fast"}
+    assert rows["tiny/fast"]["optimizer.lr"] == 0.1 and rows["tiny/base"]["optimizer.lr"] == 0.05
+    assert rows["tiny/fast"]["experiment.seed"] == 1 and rows["tiny/fast"]["seed"] == 1
+    evaluation = json.loads((tiny_runs["base"] / "eval.json").read_text())
+    base = rows["tiny/base"]
+    assert base["params"] == evaluation["model"]["trainable_parameters"]
+    assert base["flops"] == evaluation["model"]["flops_per_image"]
+    assert base["test"] == evaluation["test"]["top1"]
+    lines = [json.loads(t) for t in (tiny_runs["base"] / "metrics.jsonl").read_text().splitlines()]
+    assert base["best_val"] == max(line["val/acc"] for line in lines)
+    assert base["last_val"] == lines[-1]["val/acc"]
+    assert base["wall_s"] == evaluation["training"]["wall_seconds"]
+    # only what differs becomes a column
+    assert "optimizer.momentum" not in base and "model.widths" not in base
+
+
+def test_compare_sorts_and_prints_each_format(tiny_runs, run_cli) -> None:
+    args = ["compare", str(tiny_runs["base"]), str(tiny_runs["fast"]), "--sort", "optimizer.lr"]
+    table = run_cli(*args, "--descending")
+    assert table.exit_code == 0, table.output
+    assert "optimizer.lr" in table.stdout
+    assert table.stdout.index("tiny/fast") < table.stdout.index("tiny/base")
+    rows = list(csv.DictReader(io.StringIO(run_cli(*args, "--csv").stdout)))
+    assert [row["run"] for row in rows] == ["tiny/base", "tiny/fast"]
+    markdown = run_cli(*args, "--markdown").stdout.splitlines()
+    assert markdown[0].startswith("| run | status |") and markdown[0].endswith("| optimizer.lr |")
+    assert len(markdown) == 4
+    bad = run_cli("compare", str(tiny_runs["base"]), "--sort", "speed")
+    assert bad.exit_code == 2 and "--sort speed: no such column" in bad.stderr
+
+
+def test_compare_lists_an_unfinished_run(tiny_runs, run_cli, tmp_path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_runs["base"], copy)
+    (copy / "eval.json").unlink()
+    result = run_cli("compare", str(copy), "--json")
+    assert json.loads(result.stdout)[0]["status"] == "unfinished (3 epochs)"
+    missing = run_cli("compare", str(tmp_path / "absent"))
+    assert missing.exit_code == 2 and "no such run directory" in missing.stderr
+
+
+def test_profile_of_a_run_measures_its_trained_model(tiny_runs, run_cli, registry) -> None:
+    result = run_cli("profile", str(tiny_runs["base"]), "--json", "--repeats", "5", "--batch", "4")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    model = restore(tiny_runs["base"], registry).model
+    assert profile["parameters"] == parameter_counts(model)
+    assert profile["flops_per_image"]["forward"] == forward_flops(model, torch.zeros(1, 3, 8, 8))
+    assert profile["flops_per_image"]["training_step"] > profile["flops_per_image"]["forward"]
+    assert profile["input_shape"] == [3, 8, 8] and profile["batch_size"] == 4
+    assert profile["checkpoint_mb"] > profile["size_mb"]["fp32"] > 0
+    assert (
+        0
+        < profile["latency_ms"]["p10"]
+        <= profile["latency_ms"]["median"]
+        <= profile["latency_ms"]["p90"]
+    )
+    assert profile["images_per_second"]["inference"] > 0
+    text = run_cli("profile", str(tiny_runs["base"]), "--repeats", "3", "--batch", "4")
+    assert f"parameters: {profile['parameters']['trainable']:,} trainable" in text.stdout
+
+
+def test_profile_of_the_efficient_resnet_recipe(run_cli) -> None:
+    recipe = ROOT / "recipes" / "efficient_resnet.toml"
+    result = run_cli("profile", str(recipe), "--json", "--repeats", "2", "--batch", "2")
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    assert profile["parameters"] == {"trainable": 4_697_742, "total": 4_697_742}
+    assert profile["input_shape"] == [3, 32, 32]
+    assert profile["flops_per_image"]["forward"] > 1e9  # about 1.6 GFLOPs at 32x32
+
+
+def test_profile_refuses_bad_input(run_cli, tmp_path) -> None:
+    result = run_cli("profile", str(tmp_path / "nothing"))
+    assert result.exit_code == 2 and "no such recipe, run directory or checkpoint" in result.stderr
