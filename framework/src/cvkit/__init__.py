@@ -41,7 +41,11 @@ if TYPE_CHECKING:
         forward_flops as forward_flops,
         parameter_counts as parameter_counts,
     )
-    from cvkit.engine.stage import StageContext as StageContext, train_stage as train_stage
+    from cvkit.engine.stage import (
+        StageContext as StageContext,
+        model_summary as model_summary,
+        train_stage as train_stage,
+    )
     from cvkit.engine.trained_model import (
         TrainedModel as TrainedModel,
         evaluation_batches as evaluation_batches,
@@ -126,6 +130,7 @@ _EXPORTS: dict[str, str] = {
     "evaluation_batches": "cvkit.engine.trained_model",
     "parameter_counts": "cvkit.engine.profiling",
     "forward_flops": "cvkit.engine.profiling",
+    "model_summary": "cvkit.engine.stage",
     "profile_model": "cvkit.commands.profile",
     "expected_calibration_error": "cvkit.engine.calibration",
     "torchvision_model": "cvkit.models.pretrained",

@@ -22,7 +22,8 @@ from cvkit.engine.profiling import (
     throughput,
     training_step_flops,
 )
-from cvkit.engine.trained_model import checkpoint_path, restore
+from cvkit.engine.stage import model_input_shape
+from cvkit.engine.trained_model import restore
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
 from cvkit.recipe.loading import load_recipe
@@ -105,13 +106,16 @@ def _model_of(
         return model, shape, dataset.num_classes, {"recipe": str(source), "model": recipe.model.key}
     if not source.exists():
         raise CvkitError(f"{source}: no such recipe, run directory or checkpoint")
-    trained = restore(checkpoint_path(source), registry, overrides)
-    checkpoint, recipe = trained.checkpoint, trained.recipe
-    size = image_size or recipe.data.input_size or checkpoint["image_size"]
-    shape = (checkpoint["in_channels"], *size)
+    trained = restore(source, registry, overrides)
+    checkpoint = trained.checkpoint
+    shape = (
+        (checkpoint["in_channels"], *image_size)
+        if image_size
+        else tuple(model_input_shape(checkpoint, trained.recipe))
+    )
     described = {
         "checkpoint": str(trained.path),
-        "model": recipe.model.key,
+        "model": trained.recipe.model.key,
         "checkpoint_mb": trained.path.stat().st_size / 1e6,
     }
     return trained.model, shape, len(trained.classes), described

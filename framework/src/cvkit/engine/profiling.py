@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import gc
 import io
 import resource
@@ -72,11 +73,17 @@ def training_step_flops(model: nn.Module, images: Tensor, num_classes: int) -> i
     random labels) over ``images`` (N, C, H, W, N >= 2 for batch norm), for the whole
     batch. Runs on a copy of ``model``, whose weights and statistics stay untouched; the
     optimizer's update (element-wise) is not counted."""
-    replica = copy.deepcopy(model).train()
-    labels = torch.randint(num_classes, (images.shape[0],), device=images.device)
+    replica, labels = _training_copy(model, images, num_classes)
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(replica(images), labels).backward()
     return int(counter.get_total_flops())
+
+
+def _training_copy(model: nn.Module, images: Tensor, num_classes: int) -> tuple[nn.Module, Tensor]:
+    """A copy of ``model`` in training mode, to train without touching the original, and
+    random labels (N,) for ``images`` (N, C, H, W)."""
+    labels = torch.randint(num_classes, (images.shape[0],), device=images.device)
+    return copy.deepcopy(model).train(), labels
 
 
 def _synchronize(device: torch.device) -> None:
@@ -145,9 +152,8 @@ def throughput(
     ``inference`` (eval mode, inference_mode) and ``training`` (forward, cross-entropy,
     backward and an SGD step, on a copy of the model), each from the median of ``repeats``
     timed calls after ``warmup``."""
-    replica = copy.deepcopy(model).train()
+    replica, labels = _training_copy(model, images, num_classes)
     optimizer = torch.optim.SGD(replica.parameters(), lr=1e-3)
-    labels = torch.randint(num_classes, (images.shape[0],), device=images.device)
 
     def step(batch: Tensor) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -168,18 +174,14 @@ def peak_memory_megabytes(model: nn.Module, images: Tensor, num_classes: int) ->
     freed memory is handed back to the system (Linux; elsewhere the growth of the peak
     resident set, a lower bound). ``what`` says which."""
     device = images.device
-    replica = copy.deepcopy(model).train()
-    labels = torch.randint(num_classes, (images.shape[0],), device=device)
-
-    def infer() -> None:
-        with torch.inference_mode():
-            model.eval()(images)
+    replica, labels = _training_copy(model, images, num_classes)
+    infer = _inference(model)
 
     def train() -> None:
         F.cross_entropy(replica(images), labels).backward()
 
     result: dict[str, Any] = {}
-    for name, function in (("inference", infer), ("training", train)):
+    for name, function in (("inference", functools.partial(infer, images)), ("training", train)):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)

@@ -246,13 +246,19 @@ def final_evaluation(
     return result
 
 
+def model_input_shape(metadata: Mapping[str, Any], recipe: Recipe) -> list[int]:
+    """[C, H, W] of the model's input: ``metadata`` (a checkpoint's, or the training
+    loop's) gives the channels and the images' size, which ``data.image_size`` overrides."""
+    return [metadata["in_channels"], *(recipe.data.input_size or metadata["image_size"])]
+
+
 def model_summary(
-    model: nn.Module, metadata: dict[str, Any], recipe: Recipe, device: torch.device
+    model: nn.Module, metadata: Mapping[str, Any], recipe: Recipe, device: torch.device
 ) -> dict[str, Any]:
-    """Parameter counts, the input shape [C, H, W] and the forward FLOPs per image (see
-    :mod:`cvkit.engine.profiling`; None, with a warning, when torch's counter fails on
-    the model)."""
-    shape = [metadata["in_channels"], *(recipe.data.input_size or metadata["image_size"])]
+    """Parameter counts, the input shape [C, H, W] (:func:`model_input_shape`) and the
+    forward FLOPs per image (see :mod:`cvkit.engine.profiling`; None, with a warning, when
+    torch's counter fails on the model)."""
+    shape = model_input_shape(metadata, recipe)
     counts = parameter_counts(model)
     try:
         flops: int | None = forward_flops(model, torch.zeros(1, *shape, device=device))

@@ -34,6 +34,27 @@ def _mark_stages(ax: Any, run: RunRecord, per_step: bool = False) -> None:
         )
 
 
+def _step_or_epoch_curve(ax: Any, run: RunRecord, tag: str, key: str) -> str:
+    """Plot the per-step TensorBoard scalar ``tag`` where the run logged it, else the
+    per-epoch metric ``key`` (its value at the end of each epoch), stage ends dashed;
+    returns which ("per step" or "at the end of each epoch")."""
+    if run.steps.get(tag):
+        steps, values = zip(*run.steps[tag], strict=True)
+        ax.plot(steps, values, linewidth=1)
+        ax.set_xlabel("optimizer step")
+        _mark_stages(ax, run, per_step=True)
+        return "per step"
+    ax.plot(
+        [e["global_epoch"] for e in run.epochs],
+        [e.get(key) for e in run.epochs],
+        marker="o",
+        markersize=3,
+    )
+    ax.set_xlabel("epoch")
+    _mark_stages(ax, run)
+    return "at the end of each epoch"
+
+
 def training_curves(run: RunRecord) -> Figure:
     """Four panels over the run's epochs (all stages, boundaries dashed): training and
     validation loss, training and validation accuracy, the learning rate (per step where
@@ -49,24 +70,10 @@ def training_curves(run: RunRecord) -> Figure:
         ax.set(xlabel="epoch", ylabel=label, title=f"{label.split()[0]} per epoch")
         ax.legend()
         _mark_stages(ax, run)
-    if run.steps.get("step/lr"):
-        steps, values = zip(*run.steps["step/lr"], strict=True)
-        lr.plot(steps, values)
-        lr.set(xlabel="optimizer step", title="learning rate per step")
-        _mark_stages(lr, run, per_step=True)
-    else:
-        lr.plot(x, [e.get("lr") for e in run.epochs], marker="o", markersize=3)
-        lr.set(xlabel="epoch", title="learning rate at the end of each epoch")
-        _mark_stages(lr, run)
-    lr.set_ylabel("learning rate")
-    if run.steps.get("step/images_per_second"):
-        steps, values = zip(*run.steps["step/images_per_second"], strict=True)
-        speed.plot(steps, values, linewidth=1, label="per logged step")
-        speed.set_xlabel("optimizer step")
-    else:
-        speed.plot(x, [e.get("images_per_second") for e in run.epochs], marker="o", markersize=3)
-        speed.set_xlabel("epoch")
-    speed.set(ylabel="images / s", title="training throughput")
+    per = _step_or_epoch_curve(lr, run, "step/lr", "lr")
+    lr.set(ylabel="learning rate", title=f"learning rate {per}")
+    per = _step_or_epoch_curve(speed, run, "step/images_per_second", "images_per_second")
+    speed.set(ylabel="images / s", title=f"training throughput {per}")
     figure.suptitle(run.name)
     return figure
 

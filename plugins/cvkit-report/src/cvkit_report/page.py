@@ -23,7 +23,7 @@ from cvkit import (
     evaluation_batches,
     expected_calibration_error,
     forward_flops,
-    parameter_counts,
+    model_summary,
     restore,
     write_text_atomic,
 )
@@ -36,7 +36,7 @@ from cvkit_report.model_panels import (
     weight_tensors,
 )
 from cvkit_report.runs import RunRecord
-from cvkit_report.table import COLUMNS, cell, runs_table
+from cvkit_report.table import cell, run_row, runs_table
 
 log = logging.getLogger("cvkit")
 
@@ -138,19 +138,15 @@ def _model_costs(run: RunRecord, registry: Registry) -> dict[str, Any]:
         trained = restore(run.path, registry)
     except CheckpointError:
         return {}
-    size = trained.recipe.data.input_size or trained.checkpoint["image_size"]
-    image = torch.zeros(1, trained.checkpoint["in_channels"], *size)
-    return {
-        "params": parameter_counts(trained.model)["trainable"],
-        "flops": forward_flops(trained.model, image),
-    }
+    summary = model_summary(trained.model, trained.checkpoint, trained.recipe, torch.device("cpu"))
+    return {"params": summary["trainable_parameters"], "flops": summary["flops_per_image"]}
 
 
 def _run_sections(
     run: RunRecord, prefix: str, writer: _Writer, settings: ReportSettings, registry: Registry
 ) -> list[Section]:
     summary = Section(f"{run.name}: training")
-    values = _row(run)
+    values = run_row(run)
     if values["params"] is None and run.evaluation is not None and settings.model_panels:
         values.update(_model_costs(run, registry))  # an eval.json from before they were recorded
     row = {c: cell(c, v) for c, v in values.items()}
@@ -187,11 +183,6 @@ def _run_sections(
     if settings.model_panels:
         sections.append(_model_sections(run, prefix, writer, settings, registry))
     return sections
-
-
-def _row(run: RunRecord) -> dict[str, Any]:
-    _, rows = runs_table([run])
-    return {c: rows[0][c] for c in COLUMNS}
 
 
 def _model_sections(

@@ -165,9 +165,11 @@ def tensorboard_scalars(folder: Path, tags: Iterable[str]) -> dict[str, list[tup
     return result
 
 
-def differing_settings(runs: Sequence[RunRecord]) -> list[str]:
-    """Dotted recipe keys whose values differ between the runs (what changed between
-    them), less ``experiment.output_dir``, sorted."""
-    flat = [run.settings for run in runs]
-    keys = set().union(*flat) - {"experiment.output_dir"}
-    return sorted(k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat}) > 1)
+def differing_settings(settings: Sequence[dict[str, Any]]) -> list[str]:
+    """Dotted recipe keys whose values differ between runs' ``settings`` (each a
+    :attr:`RunRecord.settings`): what changed between them, less
+    ``experiment.output_dir``, sorted."""
+    keys = set().union(*settings) - {"experiment.output_dir"}
+    return sorted(
+        k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in settings}) > 1
+    )

@@ -61,9 +61,13 @@ def runs_table(
 ) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names and rows: :data:`COLUMNS`, then each differing recipe key; sorted by
     the column ``sort`` (missing values last) when given."""
-    keys = differing_settings(runs) if len(runs) > 1 else []
+    settings = [run.settings for run in runs]  # each recipe flattened once
+    keys = differing_settings(settings) if len(runs) > 1 else []
     columns = [*COLUMNS, *keys]
-    rows = [run_row(run) | {key: run.settings.get(key) for key in keys} for run in runs]
+    rows = [
+        run_row(run) | {key: flat.get(key) for key in keys}
+        for run, flat in zip(runs, settings, strict=True)
+    ]
     if sort is not None:
         if sort not in columns:
             raise CvkitError(f"--sort {sort}: no such column; columns: {', '.join(columns)}")
