@@ -55,10 +55,10 @@ def test_class_thresholds_never_lower_the_fitted_macro_f1() -> None:
 def test_tta_views_are_the_batch_its_shifts_and_mirrors() -> None:
     images = torch.rand(2, 3, 32, 32)
     flips = tta_views(images, ["flip"])
-    assert len(flips) == 2 and torch.equal(flips[1], images.flip(-1))
+    assert len(flips) == 2 and torch.equal(flips[1][0], images.flip(-1))
     both = tta_views(images, ["flip", "crop"])
-    assert len(both) == 10 and all(v.shape == images.shape for v in both)
-    assert torch.equal(both[1][..., 2:, 2:], images[..., :-2, :-2])  # shifted by 2 pixels
+    assert len(both) == 10 and all(v.shape == images.shape and w == 1 for v, w in both)
+    assert torch.equal(both[1][0][..., 2:, 2:], images[..., :-2, :-2])  # shifted by 2 pixels
     with pytest.raises(CvkitError, match="unknown view 'flop'"):
         check_tta(["flop"])
 

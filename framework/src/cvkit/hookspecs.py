@@ -79,6 +79,11 @@ def register_models(register: Register) -> None:
     never receives them. A model with pretrained weights declares ``load_weights: bool =
     True``: cvkit passes False when only the architecture is needed (``cvkit check``, or
     weights about to come from a cvkit checkpoint), so nothing is downloaded or read then.
+    Data-dependent initialisation: a model with a method ``init_from_data(images)`` receives,
+    before the first step of a fresh run (not on resume, when the checkpoint has the
+    weights), ``data_init_images`` (its attribute, default 5000) training images chosen with
+    the run's seed, through the evaluation augmentations: float (N, C, H, W) on the device.
+    Callbacks reach the same images through ``trainer.training_images(count)``.
     """
 
 
@@ -239,10 +244,22 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         Capability("augmentation", "min_size", 1, "smallest height and width it accepts"),
         Capability(
+            "augmentation",
+            "uses_sample_keys",
+            False,
+            "called as forward(images, targets, keys, epoch): a fixed random key per image",
+        ),
+        Capability(
             "optimizer",
             "requires_closure",
             False,
             "steps only through step(closure), calling it as often as it needs (SAM)",
+        ),
+        Capability(
+            "optimizer",
+            "matrices_only",
+            False,
+            "updates parameters of 2+ dimensions only (Muon): biases need another group",
         ),
         Capability(
             "scheduler",

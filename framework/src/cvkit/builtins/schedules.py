@@ -1,6 +1,6 @@
 """Built-in plugin: learning-rate schedules from torch's schedulers, stepped once per
-optimizer step: ``scheduler/constant``, ``cosine``, ``step``, ``multistep``, ``onecycle``
-and ``cyclic``.
+optimizer step: ``scheduler/constant``, ``cosine``, ``linear``, ``step``, ``multistep``,
+``onecycle`` and ``cyclic``.
 
 Every schedule but ``cyclic`` takes an optional linear warm-up (``warmup_epochs``, may be
 fractional) that ramps the learning rate from ``warmup_start_factor`` times its value to its
@@ -21,6 +21,7 @@ from torch.optim.lr_scheduler import (
     ConstantLR,
     CosineAnnealingLR,
     CyclicLR,
+    LambdaLR,
     LinearLR,
     LRScheduler,
     MultiStepLR,
@@ -129,6 +130,47 @@ def cosine(
         min_lr: learning rate at the end of the run.
     """
     return CosineAnnealingLR(optimizer, T_max=steps, eta_min=min_lr)
+
+
+@with_warmup
+def linear(
+    optimizer: Optimizer,
+    *,
+    steps: int,
+    warmup_steps: int,
+    steps_per_epoch: int,
+    end_factor: float = 0.0,
+    group_epochs: dict[str, float] | None = None,
+) -> LRScheduler:
+    """Linear decay of every group's rate to end_factor times it over the run, stepped per batch.
+
+    Step s of the decay trains at 1 - (1 - end_factor) * s / steps times the base rate
+    (airbench's schedule with end_factor 0). Named parameter groups (``optimizer.groups``)
+    may decay over fewer epochs, then keep end_factor.
+
+    Args:
+        end_factor: factor of the base rate reached at the end of the decay.
+        group_epochs: group name -> epochs its decay lasts, counted after the warm-up,
+            e.g. { whiten_bias = 3 }.
+    """
+    if not 0.0 <= end_factor <= 1.0:
+        raise ValueError(f"end_factor={end_factor} must be in [0, 1]")
+    names = [group.get("name", "") for group in optimizer.param_groups]
+    lengths = dict.fromkeys(names, steps)
+    for name, epochs in (group_epochs or {}).items():
+        if name not in names:
+            raise ValueError(
+                f"group_epochs: the optimizer has no group {name!r}; its groups: "
+                f"{', '.join(repr(n) for n in names)}"
+            )
+        if epochs <= 0:
+            raise ValueError(f"group_epochs.{name} = {epochs} must be > 0")
+        lengths[name] = min(steps, max(1, round(epochs * steps_per_epoch)))
+
+    def decay(length: int) -> Callable[[int], float]:
+        return lambda s: 1.0 - (1.0 - end_factor) * min(s, length) / length
+
+    return LambdaLR(optimizer, [decay(lengths[name]) for name in names])
 
 
 @with_warmup
@@ -263,6 +305,7 @@ def register_schedulers(register: Register) -> None:
     warmup = {"warmup_epochs": 1.5}
     register("constant", constant, examples=[{}, warmup])
     register("cosine", cosine, examples=[{}, {"min_lr": 1e-4, **warmup}])
+    register("linear", linear, examples=[{}, {"end_factor": 0.1, **warmup}])
     register("step", step, examples=[{"step_epochs": 1}, {"step_epochs": 1, **warmup}])
     register(
         "multistep", multistep, examples=[{"milestones": [1, 2]}, {"milestones": [2], **warmup}]

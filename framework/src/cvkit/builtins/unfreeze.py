@@ -1,8 +1,10 @@
-"""Built-in plugin: ``callback/unfreeze``, progressive unfreezing by module-name patterns."""
+"""Built-in plugin: ``callback/unfreeze`` and ``callback/freeze``, making parts of the model
+trainable or frozen from given epochs on, by module-name patterns."""
 
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from cvkit.engine.callback import Callback, TrainerView
 from cvkit.hookspecs import Register, hookimpl
@@ -24,6 +26,8 @@ class Unfreeze(Callback):
         schedule: epoch -> patterns of the parameters to unfreeze at its start.
     """
 
+    trainable: ClassVar[bool] = True
+
     def __init__(self, schedule: dict[str, list[str]] | None = None) -> None:
         self.schedule: dict[int, list[str]] = {}
         for epoch, patterns in (schedule or {}).items():
@@ -44,20 +48,39 @@ class Unfreeze(Callback):
         current = trainer.epoch + 1
         for epoch, patterns in sorted(self.schedule.items()):
             if epoch <= current:
-                changed = set_trainable(trainer.model, patterns, True, self._where(epoch))
+                changed = set_trainable(trainer.model, patterns, self.trainable, self._where(epoch))
                 if changed:
                     log.info(
-                        "epoch %d: unfroze %d parameter tensors (%s)",
+                        "epoch %d: %s %d parameter tensors (%s)",
                         current,
+                        "unfroze" if self.trainable else "froze",
                         changed,
                         ", ".join(patterns),
                     )
 
-    @staticmethod
-    def _where(epoch: int) -> str:
-        return f"callbacks: unfreeze: schedule.{epoch}"
+    def _where(self, epoch: int) -> str:
+        name = "unfreeze" if self.trainable else "freeze"
+        return f"callbacks: {name}: schedule.{epoch}"
+
+
+class Freeze(Unfreeze):
+    """Freeze parts of the model from given epochs on (e.g. airbench's whitening bias after
+    its first epochs).
+
+    ``schedule`` maps an epoch (1-based, as a TOML key) to module-name patterns (as in
+    ``model.freeze``) whose parameters stop training at the start of that epoch, e.g.
+    ``{ 4 = ["whiten.bias"] }``: they get no gradient from then on, so the optimizer leaves
+    them as they are (no momentum or weight decay either). On resume, the patterns of every
+    epoch already reached are applied again.
+
+    Args:
+        schedule: epoch -> patterns of the parameters to freeze at its start.
+    """
+
+    trainable: ClassVar[bool] = False
 
 
 @hookimpl
 def register_callbacks(register: Register) -> None:
     register("unfreeze", Unfreeze, examples=[{}, {"schedule": {"2": ["*"]}}])
+    register("freeze", Freeze, examples=[{}, {"schedule": {"2": ["*"]}}])

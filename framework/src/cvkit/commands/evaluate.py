@@ -3,8 +3,6 @@ several, with optional test-time augmentation."""
 
 from __future__ import annotations
 
-import functools
-import operator
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +21,7 @@ from cvkit.engine.device import AUTOCAST_DTYPES, autocast, resolve_device
 from cvkit.engine.metrics import collect_logits, metrics_from_logits
 from cvkit.engine.stage import model_summary
 from cvkit.engine.trained_model import TrainedModel, checkpoint_path, restore
-from cvkit.engine.tta import check_tta, tta_views
+from cvkit.engine.tta import check_tta, tta_probabilities
 from cvkit.errors import CheckpointError, CvkitError
 from cvkit.registry.loading import default_registry
 from cvkit.registry.registry import Registry
@@ -63,7 +61,7 @@ def evaluate(
     on the first one's validation and test splits, with the calibration fitted on validation.
 
     Each member sees the split through its own recipe's evaluation augmentations and input
-    size; softmax outputs are averaged over the ``tta`` views (:mod:`cvkit.engine.tta`) and
+    size; softmax outputs are averaged over the weighted ``tta`` views (:mod:`cvkit.engine.tta`) and
     over the members, and the metrics use the log of the average as logits. ``overrides``
     apply to every member's recipe (``data.dataset.root=...`` points them at other data)."""
     registry = registry or default_registry()
@@ -143,10 +141,8 @@ def _soft_vote(
             return collect_logits(model, loader, device, dtype)
         probs, labels = [], []
         for images, targets in loader:
-            views = tta_views(images, tta)
             with autocast(device, dtype):
-                softmax = [model(view).float().softmax(1) for view in views]
-                mean = functools.reduce(operator.add, softmax) / len(views)
+                mean = tta_probabilities(model, images, tta)
             probs.append(mean.cpu())
             labels.append(targets.cpu())
         member_probs = torch.cat(probs)

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cvkit.hookspecs import capability
+
 
 class BatchAugmentation(nn.Module):
     """An augmentation of a whole batch on the training device.
@@ -17,16 +19,24 @@ class BatchAugmentation(nn.Module):
     ``images`` float (N, C, H, W), dtype kept; ``targets`` int64 (N,) or float (N, K) soft.
     Class attributes declare what the engine and the contract tests may expect.
 
+    An augmentation whose randomness must follow each image across epochs (airbench's
+    alternating flip) sets ``uses_sample_keys = True`` and implements
+    ``forward(images, targets, keys, epoch)``: ``keys`` int64 (N,), a random number fixed
+    for each image of the split for the whole run (drawn from the run's seed), ``epoch`` the
+    number of passes over the split done before this one.
+
     Attributes:
         soft_targets: the output targets are soft (N, K) even for hard input (MixUp, CutMix).
         changes_size: the output spatial size may differ from the input's (resize, crop to size).
         min_size: the smallest height and width the augmentation accepts (per instance).
         per_sample: False: it works on batches (see :class:`PerSampleAugmentation`).
+        uses_sample_keys: forward also takes each image's key and the epoch.
     """
 
     soft_targets: ClassVar[bool] = False
     changes_size: ClassVar[bool] = False
     per_sample: ClassVar[bool] = False
+    uses_sample_keys: ClassVar[bool] = False
     min_size: int = 1
 
     def forward(
@@ -54,6 +64,22 @@ class PerSampleAugmentation(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(image)")
+
+
+def augment(
+    augmentation: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    keys: torch.Tensor | None,
+    epoch: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``augmentation(images, targets)``, with the images' ``keys`` (N,) and ``epoch`` for one
+    that declares ``uses_sample_keys`` (keys drawn from the global generator when None)."""
+    if not capability(augmentation, "uses_sample_keys"):
+        return augmentation(images, targets)
+    if keys is None:
+        keys = torch.randint(-(2**63), 2**63 - 1, (images.shape[0],)).to(images.device)
+    return augmentation(images, targets, keys, epoch)
 
 
 def soft_targets(targets: torch.Tensor, num_classes: int) -> torch.Tensor:

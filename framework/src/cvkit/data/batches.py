@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from cvkit.data.augmentation import augment
 from cvkit.data.images import resize
 from cvkit.data.memory import check_fits
 from cvkit.data.tensors import ImageTensors
@@ -140,17 +141,31 @@ class BatchLoader:
         self.images = data.images.to(device) if self.per_sample is None else data.images
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_start = self.generator.get_state()
+        self.passes = 0  # epochs completed, for augmentations that use sample keys
+        keyed = any(capability(a, "uses_sample_keys") for a in self.batch_augmentations)
+        self.sample_keys = (
+            torch.randint(
+                -(2**63),
+                2**63 - 1,
+                (self.count,),
+                generator=torch.Generator().manual_seed(seed + 7919),
+            ).to(device)
+            if keyed
+            else None
+        )
 
     def __len__(self) -> int:
         return batches_per_epoch(self.count, self.batch_size, self.drop_last)
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator state at the start of the current epoch (or the next, between epochs)."""
-        return {"generator": self._epoch_start}
+        """The generator state and the number of epochs done at the start of the current
+        epoch (or the next, between epochs)."""
+        return {"generator": self._epoch_start, "passes": self.passes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._epoch_start = state["generator"]
         self.generator.set_state(self._epoch_start)
+        self.passes = state.get("passes", 0)  # absent from older checkpoints
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.epoch()
@@ -167,9 +182,12 @@ class BatchLoader:
         if self.per_sample is None:
             order = order.to(self.device)  # one transfer per epoch, none per batch
         batches = list(order.split(self.batch_size))[: len(self)]
-        for images, labels in self._batches(batches[start:], seed):
-            yield self._augment(images, labels)
+        for indices, (images, labels) in zip(
+            batches[start:], self._batches(batches[start:], seed), strict=True
+        ):
+            yield self._augment(images, labels, indices)
         self._epoch_start = self.generator.get_state()
+        self.passes += 1
 
     def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         if self.per_sample is None:
@@ -191,13 +209,16 @@ class BatchLoader:
         for indices, images in zip(batches, loader, strict=True):
             yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]
 
-    def _augment(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def _augment(self, images: Tensor, labels: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
         images = resize(images.float().div_(255), self.image_size)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
+        keys = None
+        if self.sample_keys is not None:
+            keys = self.sample_keys[indices.to(self.device)]
         for augmentation in self.batch_augmentations:
-            images, targets = augmentation(images, targets)
+            images, targets = augment(augmentation, images, targets, keys, self.passes)
+        if self.channels_last:  # after the augmentations, whose outputs may be contiguous
+            images = images.contiguous(memory_format=torch.channels_last)
         return images, targets
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from cvkit.data.tensors import ImageDataset
+from cvkit.engine.param_groups import GroupedOptimizer, assign_parameters, parse_groups
 from cvkit.errors import ComponentBuildError, CvkitError
 from cvkit.hookspecs import capability
 from cvkit.models.freezing import apply_freezing
@@ -115,13 +116,54 @@ def build_optimizer(recipe: Recipe, registry: Registry, model: nn.Module) -> tor
     """The recipe's optimizer over every parameter of ``model``: frozen ones get no gradient,
     so it skips them until a callback (unfreeze) makes them trainable. An optimizer that
     steps with a closure is refused with fp16 precision (gradient scaling cannot do that)."""
-    optimizer: torch.optim.Optimizer = registry.build(recipe.optimizer, list(model.parameters()))
+    optimizer: torch.optim.Optimizer = (
+        grouped_optimizer(recipe.optimizer, registry, model)
+        if recipe.optimizer.params.get("groups")
+        else registry.build(recipe.optimizer, list(model.parameters()))
+    )
     if capability(optimizer, "requires_closure") and recipe.experiment.precision == "fp16":
         raise CvkitError(
             f"{recipe.optimizer.key} steps with a closure, which fp16 gradient scaling does not support; "
             "use experiment.precision = 'bf16' or 'fp32'"
         )
     return optimizer
+
+
+def grouped_optimizer(spec: ComponentSpec, registry: Registry, model: nn.Module) -> Any:
+    """The optimizer of ``spec`` with its ``groups`` (see :mod:`cvkit.engine.param_groups`):
+    one optimizer over the default group and the groups without their own, plus one per
+    group that names its own optimizer, stepped together as a GroupedOptimizer."""
+    where = f"{spec.where}: optimizer.groups" if spec.where else "optimizer.groups"
+    rules = parse_groups(spec.params["groups"], where)
+    chosen, rest = assign_parameters(model, rules, where)
+    shared = [{"params": rest, "name": "default"}] if rest else []
+    own = []
+    for i, (rule, params) in enumerate(zip(rules, chosen, strict=True)):
+        target = spec
+        if rule.optimizer is not None:
+            target = registry.spec("optimizer", rule.optimizer, key=f"{where}[{i}].optimizer")
+            if target.params.get("groups"):
+                raise CvkitError(f"{where}[{i}].optimizer: a group's optimizer has no groups")
+        known = {p.name for p in registry.get("optimizer", target.name).params} - {"groups"}
+        unknown = sorted(set(rule.options) - known)
+        if unknown:
+            raise CvkitError(
+                f"{where}[{i}] ({rule.name}): {target.key} has no parameter "
+                f"{', '.join(unknown)}; its parameters: {', '.join(sorted(known))}"
+            )
+        group = {"params": params, "name": rule.name, **rule.options}
+        if rule.optimizer is None:
+            shared.append(group)
+        else:
+            own.append(registry.build(target, [group]))
+    optimizers = ([registry.build(spec, shared)] if shared else []) + own
+    for optimizer in optimizers:
+        if capability(optimizer, "requires_closure"):
+            raise CvkitError(
+                f"{where}: {type(optimizer).__name__} steps with a closure, which cannot share a "
+                "step with other optimizers"
+            )
+    return optimizers[0] if len(optimizers) == 1 else GroupedOptimizer(optimizers)
 
 
 def build_scheduler(

@@ -61,6 +61,8 @@ class TrainerView(Protocol):
     every epoch's. ``should_stop``: set it to True to end after this epoch. ``train_loader``:
     its ``image_size`` may be set between epochs (progressive resizing). ``model``'s
     parameters may be frozen and unfrozen; ``optimizer``'s learning rates changed.
+    ``training_images(count)``: training images for data-dependent initialisation (see
+    :meth:`cvkit.engine.trainer.TrainingLoop.training_images`), e.g. in ``on_fit_start``.
     """
 
     epoch: int
@@ -94,6 +96,11 @@ class TrainerView(Protocol):
 
     def metric_names(self) -> list[str]:
         """The keys ``metrics`` will have after an epoch."""
+        ...
+
+    def training_images(self, count: int) -> torch.Tensor:
+        """``count`` training images chosen with the run's seed, through the evaluation
+        augmentations: float (count, C, H, W) on the device."""
         ...
 
     def running_loss_is_finite(self) -> bool:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cvkit.data.batches import BatchLoader, batches_per_epoch, evaluation_loader, training_loader
-from cvkit.data.splits import Splits, load_splits
+from cvkit.data.splits import Splits, load_splits, subset
 from cvkit.data.tensors import ImageDataset, ImageTensors
 from cvkit.engine.build import (
     BuiltComponents,
@@ -34,6 +34,7 @@ from cvkit.engine.metrics import collect_logits, metrics_from_logits
 from cvkit.engine.profiling import forward_flops, parameter_counts
 from cvkit.engine.rng import seed_everything
 from cvkit.engine.trainer import TrainingLoop
+from cvkit.engine.tta import TTAModel
 from cvkit.errors import CvkitError
 from cvkit.recipe.schema import Recipe
 from cvkit.recipe.writing import dump_recipe
@@ -158,6 +159,14 @@ def _training_loop(
         seed=recipe.experiment.seed,
         channels_last=channels_last,
     )
+    def training_images(count: int) -> torch.Tensor:
+        chosen = torch.randperm(
+            len(splits.train), generator=torch.Generator().manual_seed(recipe.experiment.seed)
+        )[:count]
+        loader = evaluation(subset(splits.train, chosen.sort().values))
+        assert loader is not None
+        return torch.cat([images for images, _ in loader])
+
     loop = TrainingLoop(
         components.model,
         components.optimizer,
@@ -178,6 +187,7 @@ def _training_loop(
             "in_channels": dataset.in_channels,
             "image_size": list(splits.train.images.shape[-2:]),
         },
+        training_images=training_images,
     )
     return loop, evaluation(splits.test)
 
@@ -206,7 +216,7 @@ def final_evaluation(
     test_loader: BatchLoader | None,
 ) -> dict[str, Any]:
     """Validation and test metrics with the weights ``recipe.trainer.eval_weights`` asks
-    for, and the calibration fitted on the validation split (see
+    for (over the ``recipe.trainer.tta`` views), and the calibration fitted on the validation split (see
     :mod:`cvkit.engine.calibration`)."""
     weights = "last"
     best = run_dir / "checkpoints" / "best.pt"
@@ -217,6 +227,8 @@ def final_evaluation(
             loop.ema.load_state_dict(state["ema"])
         weights = f"best (epoch {state['epoch']})"
     model = loop.evaluation_model()
+    if recipe.trainer.tta:
+        model = TTAModel(model, recipe.trainer.tta)
     outputs, seconds = {}, {}
     for split, loader in (("val", val_loader), ("test", test_loader)):
         if loader is not None:
@@ -226,6 +238,7 @@ def final_evaluation(
     classes = loop.train_loader.classes
     result: dict[str, Any] = {
         "weights": weights,
+        "tta": list(recipe.trainer.tta),
         "epochs": loop.epoch,
         "seed": recipe.experiment.seed,
         "model": model_summary(loop.model, loop.metadata, recipe, loop.device),

@@ -118,6 +118,7 @@ class TrainingLoop:
         run_dir: Path | None = None,
         recipe: Recipe | None = None,
         metadata: dict[str, Any] | None = None,
+        training_images: Callable[[int], Tensor] | None = None,
     ) -> None:
         self.settings = settings = settings or TrainerSettings()
         self.device = device
@@ -141,6 +142,7 @@ class TrainingLoop:
         self.callbacks = sorted(callbacks, key=lambda c: capability(c, "priority"))
         self.run_dir, self.recipe = run_dir, recipe
         self.metadata = dict(metadata or {})
+        self._training_images = training_images
         self.epoch = self.batch = self.step = 0
         self.wall_seconds = 0.0  # training and validation, over every epoch, saved on resume
         self.metrics: dict[str, float] = {}
@@ -174,6 +176,8 @@ class TrainingLoop:
         try:
             with _deferred_interrupt() as interrupted:
                 self._interrupted = interrupted
+                if not self.resumed:
+                    self._init_from_data()
                 self._emit("on_fit_start")
                 while self.epoch < self.epochs and not self.should_stop:
                     started = time.perf_counter()
@@ -192,6 +196,25 @@ class TrainingLoop:
             self._emit_exception(error)
             raise
         self._emit("on_fit_end")
+
+    def training_images(self, count: int) -> Tensor:
+        """``count`` training images (all of them if fewer) chosen at random with the run's
+        seed, through the evaluation augmentations: float (count, C, H, W) on the device, as
+        the model sees a validation batch. For data-dependent initialisation."""
+        if self._training_images is None:
+            raise CvkitError("this training loop was given no training images to initialise from")
+        return self._training_images(count)
+
+    def _init_from_data(self) -> None:
+        """Before the first step of a fresh run: a model with ``init_from_data(images)`` gets
+        ``model.data_init_images`` training images (:meth:`training_images`)."""
+        init = getattr(self.model, "init_from_data", None)
+        if init is None:
+            return
+        count = int(getattr(self.model, "data_init_images", 5000))
+        with torch.no_grad():
+            init(self.training_images(count))
+        log.info("initialised %s from %d training images", type(self.model).__name__, count)
 
     def _train_epoch(self) -> None:
         self.model.train()

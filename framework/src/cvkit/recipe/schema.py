@@ -152,6 +152,8 @@ class TrainerSettings:
             evaluate with it (none: off); e.g. 0.999.
         eval_weights: weights for the final evaluation: 'best' (the checkpoint callback's best
             checkpoint, when there is one) or 'last'.
+        tta: test-time augmentation views of the final evaluation (eval.json), as ``cvkit
+            eval --tta``: 'flip', 'crop', 'shift'; the validation after each epoch uses none.
         deterministic: ask torch for deterministic algorithms (slower on GPU).
     """
 
@@ -165,6 +167,7 @@ class TrainerSettings:
     compile: bool = False
     ema_decay: float | None = attrs.field(default=None, validator=_optional(_open_unit))
     eval_weights: Literal["best", "last"] = "best"
+    tta: list[Literal["flip", "crop", "shift"]] = attrs.field(factory=list)
     deterministic: bool = False
 
 

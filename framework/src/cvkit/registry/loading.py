@@ -52,6 +52,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = tuple(
         "simple_cnn",
         "torchvision_models",
         "torch_optimizers",
+        "muon",
         "schedules",
         "cross_entropy",
         "cifar",

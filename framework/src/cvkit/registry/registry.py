@@ -50,6 +50,15 @@ COMMON_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
             "module-name patterns made trainable again after freeze, e.g. ['fc']",
         ),
     ),
+    "optimizer": (
+        Parameter(
+            "groups",
+            list[dict[str, Any]],
+            (),
+            "parameter groups chosen by rule (params, ndim, norm), each with its own settings "
+            "or optimizer (see cvkit.engine.param_groups)",
+        ),
+    ),
 }
 """Recipe parameters every component of a kind accepts; cvkit uses them, the factory never sees them."""
 

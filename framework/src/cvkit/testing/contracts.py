@@ -30,6 +30,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import Tensor, nn
 
+from cvkit.data.augmentation import augment
 from cvkit.data.batches import BatchLoader
 from cvkit.data.tensors import ImageTensors
 from cvkit.engine.callback import EVENTS
@@ -155,12 +156,12 @@ def check_model(
     run()
 
 
-def _toy_regression(seed: int = 0) -> tuple[nn.Module, Tensor, Tensor]:
+def _toy_regression(seed: int = 0, bias: bool = True) -> tuple[nn.Module, Tensor, Tensor]:
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(64, 8, generator=generator)
     y = x @ torch.randn(8, 1, generator=generator) + 0.5
     torch.manual_seed(seed)
-    return nn.Linear(8, 1), x, y
+    return nn.Linear(8, 1, bias=bias), x, y
 
 
 def train_least_squares(
@@ -185,9 +186,11 @@ def check_optimizer(factory: Callable[..., torch.optim.Optimizer], *, steps: int
     """Optimizer contract: ``factory(params)`` lowers the loss of a least-squares problem.
 
     ``step`` is called with a closure. ``state_dict`` round-trips: an optimizer loaded from
-    another's state continues exactly as the original does.
+    another's state continues exactly as the original does. An optimizer class that declares
+    ``matrices_only`` gets a model without a bias.
     """
-    model, x, y = _toy_regression()
+    target = factory.component.factory if isinstance(factory, ComponentBuilder) else factory
+    model, x, y = _toy_regression(bias=not capability(target, "matrices_only"))
     optimizer = factory(model.parameters())
     assert isinstance(optimizer, torch.optim.Optimizer), (
         f"factory returned {type(optimizer).__name__}"
@@ -310,8 +313,9 @@ def check_augmentation(
         what = (
             f"augmentation on {tuple(images.shape)} {images.dtype}, targets {tuple(labels.shape)}"
         )
+        keys = torch.arange(images.shape[0]) * 7919  # fixed per image, for uses_sample_keys
         torch.manual_seed(1)
-        out, out_labels = augmentation(images.clone(), labels.clone())
+        out, out_labels = augment(augmentation, images.clone(), labels.clone(), keys, 1)
         n, c, h, w = images.shape
         assert out.shape[:2] == (n, c), f"{what}: output shape {tuple(out.shape)}"
         if not capability(augmentation, "changes_size"):
@@ -339,7 +343,7 @@ def check_augmentation(
                 f"{what}: label out of range"
             )
         torch.manual_seed(1)
-        again, again_labels = augmentation(images.clone(), labels.clone())
+        again, again_labels = augment(augmentation, images.clone(), labels.clone(), keys, 1)
         assert torch.equal(again, out) and torch.equal(again_labels, out_labels), (
             f"{what}: not reproducible from the same seed"
         )
