@@ -213,3 +213,16 @@ def test_torchvision_adapter_builds_any_v2_transform_and_rejects_unknown_ones() 
         TorchvisionTransform("RandAugmnet")
     with pytest.raises(ValueError, match="RandAugment"):
         TorchvisionTransform("RandAugment", {"bogus": 1})
+
+
+def test_attention_none_names_the_empty_slot(registry, run_cli, tiny_recipe) -> None:
+    def build(table: dict) -> torch.nn.Module:
+        spec = registry.spec("model", {"name": "simple_cnn", "widths": [4, 8], **table})
+        return registry.build(spec, num_classes=3, in_channels=3)
+
+    with_none, without = build({"attention": "none"}), build({})
+    count = sum(p.numel() for p in without.parameters())
+    assert sum(p.numel() for p in with_none.parameters()) == count
+    assert sum(isinstance(m, torch.nn.Identity) for m in with_none.modules()) == 2  # one per stage
+    checked = run_cli("check", str(tiny_recipe), "--set", "model.attention=none")
+    assert checked.exit_code == 0, checked.output

@@ -15,6 +15,7 @@ from conftest import RECIPES, run_cvkit
 
 BUILTINS = {
     "model": ["simple_cnn", "torchvision"],
+    "attention": ["none"],
     "augmentation": [
         "hflip",
         "normalize",
@@ -23,14 +24,15 @@ BUILTINS = {
         "resize",
         "torchvision",
     ],
-    "optimizer": ["adam", "adamw", "sgd"],
-    "scheduler": ["constant", "cosine", "cyclic", "multistep", "onecycle", "step"],
+    "optimizer": ["adam", "adamw", "muon", "sgd"],
+    "scheduler": ["constant", "cosine", "cyclic", "linear", "multistep", "onecycle", "step"],
     "loss": ["cross_entropy"],
     "dataset": ["cifar10", "cifar100", "imagefolder", "synthetic"],
     "callback": [
         "checkpoint",
         "dropout_schedule",
         "early_stopping",
+        "freeze",
         "metrics_jsonl",
         "progress",
         "progressive_resizing",
@@ -129,7 +131,7 @@ def test_plugins_shows_which_builtin_module_provides_each_component(run_cli) -> 
     provided = [c for p in builtins for c in p["components"]]
     assert len(provided) == len(set(provided)) == sum(len(names) for names in BUILTINS.values())
     text = run_cli("plugins").stdout
-    assert "[cvkit.builtins.schedules]  6 components" in text
+    assert "[cvkit.builtins.schedules]  7 components" in text
 
 
 def test_plugins_shows_the_commands_a_plugin_adds(run_cli) -> None:

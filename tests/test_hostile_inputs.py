@@ -293,7 +293,11 @@ CASES = [
     Case(
         "set nested too deep", check("model.widths=" + "[" * 200 + "]" * 200), "nest deeper than 32"
     ),
-    Case("set an unknown attention", check("model.attention=none"), "--set model.attention=none"),
+    Case(
+        "set an unknown attention",
+        check("model.attention=nonesuch"),
+        "--set model.attention=nonesuch",
+    ),
     Case("parameter budget", check("model.max_params=10"), "more than model.max_params = 10"),
     Case(
         "unknown parameter of a component",

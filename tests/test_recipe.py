@@ -189,7 +189,7 @@ def test_every_problem_is_reported_with_file_line_and_key(
         "--set data.val_split=1.5: data.val_split: val_split as a fraction must be in [0, 1), got 1.5",
         "child.toml:5: model.widths: expected list[int], got str 'wide'",
         "--set optimizer.momentun=0.5: optimizer.momentun: unknown key for optimizer/sgd "
-        "(did you mean 'momentum'?); valid keys: dampening, lr, momentum, nesterov, weight_decay",
+        "(did you mean 'momentum'?); valid keys: dampening, groups, lr, momentum, nesterov, weight_decay",
         "child.toml:7: optimizer.lr: expected float, got str 'x'",
     ]
 

@@ -144,6 +144,7 @@ _EXPORTS: dict[str, str] = {
     "dump_recipe": "cvkit.recipe.writing",
     "flat_settings": "cvkit.recipe.writing",
     "train": "cvkit.commands.run",
+    "resume": "cvkit.commands.run",
     "RunResult": "cvkit.commands.run",
     "new_run_dir": "cvkit.commands.rundir",
     "write_json": "cvkit.files",

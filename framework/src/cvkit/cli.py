@@ -470,7 +470,7 @@ def run_command(
     "--tta",
     default="",
     metavar="VIEWS",
-    help="Test-time augmentation: average the softmax over views, comma-separated: flip, crop.",
+    help="Test-time augmentation: average the softmax over views, comma-separated: flip, crop, shift.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print all metrics as JSON.")
 @click.option(

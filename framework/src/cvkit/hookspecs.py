@@ -122,7 +122,9 @@ def register_optimizers(register: Register) -> None:
     """Contribute optimizers.
 
     ``factory(params, **kw) -> torch.optim.Optimizer``, where ``params`` is an iterable of
-    tensors or of parameter-group dicts, as for any torch optimizer. ``step`` accepts a
+    tensors or of parameter-group dicts, as for any torch optimizer (a recipe's
+    ``optimizer.groups`` arrive as dicts with a ``name`` and the group's settings; the
+    factory never receives ``groups`` itself, see :mod:`cvkit.engine.param_groups`). ``step`` accepts a
     closure that zeroes the gradients and re-evaluates loss and gradients. An optimizer that
     sets ``requires_closure = True`` (SAM) gets no precomputed gradient: the trainer only
     calls ``step(closure)``, and the optimizer calls the closure as often as it needs.

@@ -78,7 +78,9 @@ class TensorBoard(Callback):
             step, then = self._since
             images = (trainer.step - step) * _batch_size(trainer)
             speed = images / (now - then) if now > then else float("nan")
-            self._points.append((trainer.step, trainer.lr, speed, trainer.batch_loss, trainer.grad_norm))
+            self._points.append(
+                (trainer.step, trainer.lr, speed, trainer.batch_loss, trainer.grad_norm)
+            )
             self._since = (trainer.step, now)
 
     def _log_batch(self, trainer: TrainerView) -> None:
@@ -142,9 +144,13 @@ class TensorBoard(Callback):
         metrics = evaluation.get(split)
         if metrics:
             matrix = torch.tensor(metrics["confusion_matrix"], dtype=torch.float64)
-            self.writer.add_image(f"{split}/confusion_matrix", confusion_image(matrix), trainer.step)
+            self.writer.add_image(
+                f"{split}/confusion_matrix", confusion_image(matrix), trainer.step
+            )
             self.writer.add_text(
-                f"{split}/confusion_matrix", confusion_table(matrix, metrics["classes"]), trainer.step
+                f"{split}/confusion_matrix",
+                confusion_table(matrix, metrics["classes"]),
+                trainer.step,
             )
         self.writer.close()
         self.writer = None

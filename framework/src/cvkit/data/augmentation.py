@@ -74,11 +74,11 @@ def augment(
     epoch: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``augmentation(images, targets)``, with the images' ``keys`` (N,) and ``epoch`` for one
-    that declares ``uses_sample_keys`` (keys drawn from the global generator when None)."""
+    that declares ``uses_sample_keys`` (ValueError when there are no keys to give it)."""
     if not capability(augmentation, "uses_sample_keys"):
         return augmentation(images, targets)
     if keys is None:
-        keys = torch.randint(-(2**63), 2**63 - 1, (images.shape[0],)).to(images.device)
+        raise ValueError(f"{type(augmentation).__name__} needs each image's sample key")
     return augmentation(images, targets, keys, epoch)
 
 

@@ -159,6 +159,7 @@ def _training_loop(
         seed=recipe.experiment.seed,
         channels_last=channels_last,
     )
+
     def training_images(count: int) -> torch.Tensor:
         chosen = torch.randperm(
             len(splits.train), generator=torch.Generator().manual_seed(recipe.experiment.seed)

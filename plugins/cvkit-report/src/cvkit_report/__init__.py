@@ -88,8 +88,9 @@ def compare_command(
     """Put RUNS (run directories, folders of runs, or glob patterns) side by side: status,
     seed, parameters, FLOPs, best and last validation accuracy, test accuracy, wall time
     and training images/s, then one column per recipe key whose value differs between
-    the runs."""
-    from cvkit_report.runs import find_runs
+    the runs. A `cvkit study` directory gives its runs (named variant/seed-k) and, below the
+    table, its statistics (study.md)."""
+    from cvkit_report.runs import find_runs, study_summaries
     from cvkit_report.table import as_csv, as_markdown, as_rich_table, runs_table
 
     columns, rows = runs_table(find_runs(runs), sort, descending)
@@ -107,6 +108,9 @@ def compare_command(
         # piped or redirected: as wide as the table needs, not 80 columns
         width = None if sys.stdout.isatty() else 400
         Console(width=width).print(as_rich_table(columns, rows))
+    if as_format in (None, "markdown"):
+        for summary in study_summaries(runs):
+            click.echo("\n" + summary.read_text(encoding="utf-8"), nl=False)
 
 
 @click.command("profile")

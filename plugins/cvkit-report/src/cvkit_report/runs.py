@@ -42,7 +42,10 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        """``experiment.name/<run folder>``: short and unique among a project's runs."""
+        """``experiment.name/<run folder>``: short and unique among a project's runs; in a
+        ``cvkit study`` directory, ``<variant>/seed-<k>``."""
+        if (self.path.parent.parent / "study.toml").is_file():
+            return f"{self.path.parent.name}/{self.path.name}"
         experiment = self.recipe.get("experiment", {}).get("name", "?")
         return f"{experiment}/{self.path.name}"
 
@@ -84,6 +87,17 @@ def find_runs(patterns: Sequence[str]) -> list[RunRecord]:
     if not found:
         raise CvkitError(f"{' '.join(patterns)}: no run directories (folders with a recipe.toml)")
     return [read_run(path) for path in found]
+
+
+def study_summaries(patterns: Sequence[str]) -> list[Path]:
+    """The study.md of every ``cvkit study`` directory that ``patterns`` name."""
+    found = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
+            summary = Path(match) / "study.md"
+            if summary.is_file():
+                found.append(summary)
+    return found
 
 
 def _runs_under(path: Path) -> Iterable[Path]:

@@ -1,0 +1,248 @@
+"""cvkit study: the study file and command line, a 2-variant x 3-seed study of a tiny recipe
+in parallel, its statistics against scipy's on the same numbers, resuming after a kill,
+submitit's local executor, failed runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from cvkit import CvkitError
+from cvkit.testing import TINY_RECIPE
+from cvkit_study.spec import parse_seeds, read_study_file, split_values
+
+
+def cvkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cvkit", *args], capture_output=True, text=True, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_RECIPE.format(runs=(tmp_path / "runs").as_posix()))
+    return path
+
+
+def test_seeds_and_values_parse_as_written() -> None:
+    assert parse_seeds("0-2,5") == (0, 1, 2, 5)
+    assert parse_seeds([3, 1]) == (3, 1)
+    with pytest.raises(CvkitError, match="repeat"):
+        parse_seeds("0-2,1")
+    with pytest.raises(CvkitError, match="counts down"):
+        parse_seeds("4-0")
+    assert split_values('none,{ name = "se", reduction = 4 },"a,b"') == [
+        "none",
+        '{ name = "se", reduction = 4 }',
+        '"a,b"',
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[study]\nseeds = '0-1'\n", "study.recipe: expected the path"),
+        ('[study]\nrecipe = "tiny.toml"\n', r"expected \[\[variants\]\]"),
+        (
+            '[study]\nrecipe = "tiny.toml"\nbaseline = "c"\n[[variants]]\nname = "a"\n',
+            "study.baseline: 'c' is not a variant",
+        ),
+        (
+            '[study]\nrecipe = "tiny.toml"\nrepeats = 3\n[[variants]]\nname = "a"\n',
+            "unknown keys repeats",
+        ),
+        ('[study]\nrecipe = "tiny.toml"\n[[variants]]\nname = "a/b"\n', "expected a folder name"),
+    ],
+)
+def test_a_bad_study_file_names_the_file_and_key(tmp_path, text, message) -> None:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    with pytest.raises(CvkitError, match=message):
+        read_study_file(path)
+
+
+def scipy_summary(values: list[float]) -> tuple[float, float, tuple[float, float]]:
+    array = np.array(values)
+    interval = stats.t.interval(0.95, len(array) - 1, loc=array.mean(), scale=stats.sem(array))
+    return float(array.mean()), float(array.std(ddof=1)), (float(interval[0]), float(interval[1]))
+
+
+def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_path, tiny) -> None:
+    out = tmp_path / "study"
+    done = cvkit(
+        "study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-2",
+        "--set", "experiment.epochs=2", "--workers", "2", "--threads", "1", "--output", str(out),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    study = json.loads((out / "study.json").read_text())
+    assert [v["name"] for v in study["variants"]] == ["0.05", "0.2"]
+    accuracy: dict[str, dict[int, float]] = {}
+    pids = set()
+    for variant in ("0.05", "0.2"):
+        for seed in range(3):
+            run = out / variant / f"seed-{seed}"
+            evaluation = json.loads((run / "eval.json").read_text())
+            assert evaluation["seed"] == seed
+            accuracy.setdefault(variant, {})[seed] = evaluation["val"]["top1"]
+            pids.add((run / ".lock").read_text().split()[2])
+    assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes ran them
+    for variant, by_seed in accuracy.items():
+        metrics = study["statistics"][variant]["metrics"]["val_acc"]
+        mean, std, (low, high) = scipy_summary(list(by_seed.values()))
+        assert metrics["n"] == 3
+        assert metrics["mean"] == pytest.approx(mean) and metrics["std"] == pytest.approx(std)
+        assert metrics["ci95"] == pytest.approx([low, high])
+    paired = study["statistics"]["0.2"]["vs_baseline"]["val_acc"]
+    a = [accuracy["0.2"][s] for s in range(3)]
+    b = [accuracy["0.05"][s] for s in range(3)]
+    if np.allclose(np.subtract(a, b), a[0] - b[0]):
+        assert paired["p_value"] is None and paired["mean_difference"] == pytest.approx(a[0] - b[0])
+    else:
+        test = stats.ttest_rel(a, b)
+        interval = test.confidence_interval(0.95)
+        assert paired["p_value"] == pytest.approx(test.pvalue)
+        assert paired["ci95"] == pytest.approx([interval.low, interval.high])
+        assert paired["significant"] == (interval.low > 0 or interval.high < 0)
+    assert paired["mean_difference"] == pytest.approx(np.mean(np.subtract(a, b)))
+    table = (out / "study.md").read_text()
+    assert "| 0.2 | val_acc | 3 |" in table and table in done.stdout
+    again = cvkit("study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-2",
+                  "--set", "experiment.epochs=2", "--output", str(out), cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0 and again.stdout.count("skipped") == 6
+
+
+def test_cvkit_compare_reads_a_study_directory(tmp_path, tiny) -> None:
+    pytest.importorskip("cvkit_report", reason="cvkit compare comes from the cvkit-report plugin")
+    out = tmp_path / "study"
+    done = cvkit("study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-1",
+                 "--set", "experiment.epochs=1", "--output", str(out), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compared = cvkit("compare", str(out), "--markdown", cwd=tmp_path)
+    assert compared.returncode == 0, compared.stderr
+    rows = [line.split("|")[1].strip() for line in compared.stdout.splitlines()[2:6]]
+    assert rows == [f"{lr}/seed-{s}" for lr in ("0.05", "0.2") for s in (0, 1)]
+    assert (out / "study.md").read_text() in compared.stdout
+
+
+def test_a_killed_study_continues_where_it_stopped(tmp_path, tiny) -> None:
+    out = tmp_path / "study"
+    args = (
+        "study", str(tiny), "--vary", "optimizer.lr=0.05,0.1", "--seeds", "0-1",
+        "--set", "experiment.epochs=60", "--set", "data.dataset.train_size=192",
+        "--workers", "2", "--threads", "1", "--output", str(out),
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cvkit", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    runs = [out / v / f"seed-{s}" for v in ("0.05", "0.1") for s in (0, 1)]
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # kill it while a run is part-way through
+            if any(
+                (r / "checkpoints" / "last.pt").is_file() and not (r / "eval.json").exists()
+                for r in runs
+            ):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no run reached its first checkpoint")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    interrupted = [
+        r for r in runs if (r / "recipe.toml").is_file() and not (r / "eval.json").exists()
+    ]
+    part_way = [r for r in interrupted if (r / "checkpoints" / "last.pt").is_file()]
+    finished = {r: (r / "eval.json").read_bytes() for r in runs if (r / "eval.json").exists()}
+    assert interrupted
+    done = cvkit(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert all((r / "eval.json").is_file() for r in runs)
+    for run, content in finished.items():
+        assert (run / "eval.json").read_bytes() == content  # not run again
+    assert part_way
+    for run in part_way:  # continued from its checkpoint, not started again
+        assert "resuming" in (run / "run.log").read_text()
+    study = json.loads((out / "study.json").read_text())
+    assert all(r["status"] == "finished" for r in study["runs"])
+    assert {r["action"] for r in study["runs"]} >= {"resumed"}
+
+
+def test_submitits_local_executor_runs_the_study(tmp_path, tiny) -> None:
+    spec = tmp_path / "lr.toml"
+    spec.write_text(
+        "[study]\n"
+        'recipe = "tiny.toml"\n'
+        'seeds = "0-1"\n'
+        'set = ["experiment.epochs=1"]\n'
+        '[[variants]]\nname = "slow"\nset = ["optimizer.lr=0.01"]\n'
+        '[[variants]]\nname = "fast"\nset = ["optimizer.lr=0.1"]\n'
+    )
+    out = tmp_path / "study"
+    done = cvkit(
+        "study",
+        str(spec),
+        "--executor",
+        "local",
+        "--workers",
+        "2",
+        "--output",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    study = json.loads((out / "study.json").read_text())
+    assert [(r["variant"], r["seed"], r["status"]) for r in study["runs"]] == [
+        ("slow", 0, "finished"), ("slow", 1, "finished"), ("fast", 0, "finished"), ("fast", 1, "finished"),
+    ]  # fmt: skip
+    assert list((out / ".submitit").iterdir())  # submitit's job files
+    assert study["statistics"]["fast"]["vs_baseline"]["val_acc"]["seeds"] == [0, 1]
+
+
+def test_a_failed_run_is_reported_the_others_summarised(tmp_path, tiny) -> None:
+    out = tmp_path / "study"
+    done = cvkit(
+        "study", str(tiny), "--vary", "optimizer.lr=0.05,1e6", "--seeds", "0-1",
+        "--set", "experiment.epochs=2", "--output", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "2 of 4 runs failed" in done.stderr
+    study = json.loads((out / "study.json").read_text())
+    failed = [r for r in study["runs"] if r["status"] == "failed"]
+    assert {r["variant"] for r in failed} == {"1e6"}
+    assert "NonFiniteLossError" in failed[0]["error"]
+    assert study["statistics"]["0.05"]["metrics"]["val_acc"]["n"] == 2
+    assert "Runs without a result" in (out / "study.md").read_text()
+
+
+def test_a_folder_holds_one_study_with_any_seeds(tmp_path, tiny) -> None:
+    out = tmp_path / "study"
+
+    def study(seeds: str, epochs: int) -> subprocess.CompletedProcess:
+        sets = ("--set", f"experiment.epochs={epochs}")
+        return cvkit(
+            "study", str(tiny), "--seeds", seeds, *sets, "--output", str(out), cwd=tmp_path
+        )
+
+    first = study("0", 1)
+    assert first.returncode == 0, first.stderr
+    more = study("0-1", 1)  # more seeds of the same study
+    assert more.returncode == 0, more.stderr
+    assert "[1/2] recipe seed 0 skipped" in more.stdout
+    other = study("0", 2)
+    assert other.returncode == 2 and "holds a different study" in other.stderr
