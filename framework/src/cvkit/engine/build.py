@@ -129,7 +129,9 @@ def build_optimizer(recipe: Recipe, registry: Registry, model: nn.Module) -> tor
     return optimizer
 
 
-def grouped_optimizer(spec: ComponentSpec, registry: Registry, model: nn.Module) -> Any:
+def grouped_optimizer(
+    spec: ComponentSpec, registry: Registry, model: nn.Module
+) -> torch.optim.Optimizer:
     """The optimizer of ``spec`` with its ``groups`` (see :mod:`cvkit.engine.param_groups`):
     one optimizer over the default group and the groups without their own, plus one per
     group that names its own optimizer, stepped together as a GroupedOptimizer."""
