@@ -81,7 +81,8 @@ def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_
     out = tmp_path / "study"
     done = cvkit(
         "study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-2",
-        "--set", "experiment.epochs=2", "--workers", "2", "--threads", "1", "--output", str(out),
+        "--set", "experiment.epochs=2", "--set", "experiment.device=mps",
+        "--workers", "2", "--threads", "1", "--devices", "cpu,cpu", "--output", str(out),
         cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -96,6 +97,7 @@ def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_
             assert evaluation["seed"] == seed
             accuracy.setdefault(variant, {})[seed] = evaluation["val"]["top1"]
             pids.add((run / ".lock").read_text().split()[2])
+            assert json.loads((run / "env.json").read_text())["device"] == "cpu"  # --devices
     assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes ran them
     for variant, by_seed in accuracy.items():
         metrics = study["statistics"][variant]["metrics"]["val_acc"]
@@ -118,7 +120,8 @@ def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_
     table = (out / "study.md").read_text()
     assert "| 0.2 | val_acc | 3 |" in table and table in done.stdout
     again = cvkit("study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-2",
-                  "--set", "experiment.epochs=2", "--output", str(out), cwd=tmp_path)  # fmt: skip
+                  "--set", "experiment.epochs=2", "--set", "experiment.device=mps",
+                  "--output", str(out), cwd=tmp_path)  # fmt: skip
     assert again.returncode == 0 and again.stdout.count("skipped") == 6
 
 
