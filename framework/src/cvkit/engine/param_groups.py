@@ -35,7 +35,6 @@ is an error, as is an option the optimizer does not have.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,6 +43,7 @@ import torch
 from torch import nn
 
 from cvkit.errors import CvkitError
+from cvkit.models.freezing import selects
 
 SELECTORS = ("params", "ndim", "norm")
 """The keys of a group table that choose its parameters."""
@@ -65,16 +65,11 @@ class GroupRule:
 
     def matches(self, name: str, parameter: nn.Parameter, in_norm: bool) -> bool:
         """Whether the parameter ``name`` (of a normalization layer when ``in_norm``) joins this group."""
-        if self.params and not any(_selects(pattern, name) for pattern in self.params):
+        if self.params and not any(selects(pattern, name) for pattern in self.params):
             return False
         if self.ndim and parameter.ndim not in self.ndim:
             return False
         return self.norm is None or self.norm == in_norm
-
-
-def _selects(pattern: str, name: str) -> bool:
-    parts = name.split(".")
-    return any(fnmatch.fnmatchcase(".".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
 
 
 def parse_groups(tables: Sequence[Mapping[str, Any]], where: str) -> list[GroupRule]:

@@ -17,7 +17,8 @@ from torch import nn
 from cvkit.errors import CvkitError
 
 
-def _selects(pattern: str, name: str) -> bool:
+def selects(pattern: str, name: str) -> bool:
+    """Whether ``pattern`` selects the parameter ``name`` (see the module's docstring)."""
     parts = name.split(".")
     return any(fnmatch.fnmatchcase(".".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
 
@@ -27,7 +28,7 @@ def selected_parameters(model: nn.Module, pattern: str, where: str) -> list[nn.P
 
     ``where`` names the recipe key for the error message (e.g. ``model.freeze``).
     """
-    chosen = [p for name, p in model.named_parameters() if _selects(pattern, name)]
+    chosen = [p for name, p in model.named_parameters() if selects(pattern, name)]
     if not chosen:
         modules = ", ".join(name for name, _ in model.named_children())
         raise CvkitError(
