@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,35 +11,33 @@ import attrs
 import tomli_w
 
 from cvkit import CvkitError, Registry, load_recipe, write_json, write_text_atomic
-from cvkit_study.execution import Execution, Job, study_jobs
+from cvkit_study.execution import Execution, study_jobs
 from cvkit_study.spec import StudySpec
 from cvkit_study.statistics import read_run_metrics, summarise
 from cvkit_study.summary import markdown, study_record
 
 
-def study_folder(spec: StudySpec, output: Path | None, registry: Registry) -> Path:
+def check_recipes(spec: StudySpec, registry: Registry) -> dict[str, Any]:
+    """Each variant's recipe with its overrides (and the first seed), validated before
+    anything runs, so a typo in one variant fails the study at once (CvkitError naming the
+    variant). Returns the resolved recipes by variant name."""
+    recipes = {}
+    for variant in spec.variants:
+        overrides = [*spec.sets, *variant.sets, f"experiment.seed={spec.seeds[0]}"]
+        try:
+            recipes[variant.name] = load_recipe(variant.recipe, overrides, registry=registry)
+        except CvkitError as error:
+            raise CvkitError(f"variant {variant.name}: {error}") from None
+    return recipes
+
+
+def study_folder(spec: StudySpec, output: Path | None, recipes: Mapping[str, Any]) -> Path:
     """Where the study lives: ``output``, else ``<the baseline recipe's
     experiment.output_dir>/<study name>`` (no timestamp: running the same command again
     finds it and continues)."""
     if output is not None:
         return output
-    baseline = next(v for v in spec.variants if v.name == spec.baseline)
-    recipe = load_recipe(baseline.recipe, [*spec.sets, *baseline.sets], registry=registry)
-    return recipe.experiment.output_dir / spec.name
-
-
-def check_recipes(jobs: Sequence[Job], registry: Registry) -> None:
-    """Validate each variant's recipe with its overrides before anything runs, so a typo in
-    one variant fails the study at once (CvkitError naming the variant)."""
-    seen = set()
-    for job in jobs:
-        if job.variant in seen:
-            continue
-        seen.add(job.variant)
-        try:
-            load_recipe(job.recipe, job.overrides, registry=registry)
-        except CvkitError as error:
-            raise CvkitError(f"variant {job.variant}: {error}") from None
+    return recipes[spec.baseline].experiment.output_dir / spec.name
 
 
 def claim_folder(folder: Path, spec: StudySpec) -> None:
@@ -73,9 +71,8 @@ def run_study(
 ) -> dict[str, Any]:
     """Run every (variant, seed) of ``spec`` not yet finished (resuming interrupted ones),
     then write and return the summary (study.json; study.md beside it)."""
-    folder = study_folder(spec, output, registry)
+    folder = study_folder(spec, output, check_recipes(spec, registry))
     jobs = study_jobs(spec, folder)
-    check_recipes(jobs, registry)
     claim_folder(folder, spec)
     count = len(jobs)
     finished = 0
