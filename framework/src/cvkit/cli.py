@@ -132,6 +132,7 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     cvkit run RECIPE              train, validate, test; write a run directory
     cvkit eval RUN_DIR            re-evaluate a run or checkpoint (--ensemble, --tta)
     cvkit tune RECIPE             hyperparameter search with Optuna (plugin cvkit-tune)
+    cvkit study STUDY.toml        seeds x variants with statistics (plugin cvkit-study)
     cvkit predict CKPT INPUT      predict classes of images into a CSV file
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
