@@ -5,10 +5,20 @@ in [0, 1] and applies the batch augmentations there: no per-sample Python in the
 Augmentations that declare ``per_sample = True`` (operations that only exist per image) run
 first, in DataLoader workers, on uint8 images; each sample's randomness is seeded from the
 loader's generator, so results do not depend on the number of workers or on resuming.
+The batch augmentations draw from the global generators reseeded for each batch from the
+epoch's seed and the batch's number (and restored after), so a batch's randomness depends
+on neither the model's use of those generators (dropout) nor the process that draws it.
+
+In a run of several processes (see :mod:`cvkit.engine.distributed`), a training loader
+makes every global batch of ``batch_size`` images, augmented as one process would augment
+it, and yields this process's contiguous part of it: the processes together see what one
+process would. Evaluation loaders with ``shard=True`` hold this process's contiguous part
+of the split; :func:`cvkit.engine.metrics.evaluate_model` combines the parts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -21,7 +31,9 @@ from torch.utils.data import DataLoader, Dataset
 from cvkit.data.augmentation import augment
 from cvkit.data.images import resize
 from cvkit.data.memory import check_fits
+from cvkit.data.splits import subset
 from cvkit.data.tensors import ImageTensors
+from cvkit.engine import distributed
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import DataSettings
@@ -31,6 +43,11 @@ def batches_per_epoch(count: int, batch_size: int, drop_last: bool) -> int:
     """Number of batches in one pass over ``count`` images."""
     full, rest = divmod(count, batch_size)
     return full + (1 if rest and not drop_last else 0)
+
+
+def _batch_seed(epoch_seed: int, number: int) -> int:
+    """The seed of batch ``number`` (0-based) of the epoch whose seed is ``epoch_seed``."""
+    return (epoch_seed + (number + 1) * 1_000_000_007) % 2**63
 
 
 def _is_per_sample(augmentation: nn.Module) -> bool:
@@ -104,6 +121,13 @@ class BatchLoader:
     when it is given; ``targets``: int64 (N,), or float (N, K) after a
     label-mixing augmentation. The shuffling generator's state (see :meth:`state_dict`) is
     saved in checkpoints, so a resumed epoch sees the same batches.
+
+    ``shard``: in a run of several processes, yield this process's contiguous part of each
+    (augmented) batch; ``shard_weight`` is then the part's share of the batch times the
+    number of processes (1.0 when the batch divides evenly), by which the training loop
+    scales its mean loss so that averaging the gradients over the processes gives the
+    whole batch's mean. ``part_of_split``: ``data`` is this process's part of a split
+    (:func:`evaluation_loader` with ``shard=True``), whose metrics the processes combine.
     """
 
     def __init__(
@@ -120,6 +144,8 @@ class BatchLoader:
         channels_last: bool = False,
         image_size: list[int] | None = None,
         key: str = "augment",
+        shard: bool = False,
+        part_of_split: bool = False,
     ) -> None:
         check_order(augmentations, key)
         per_sample = [a for a in augmentations if _is_per_sample(a)]
@@ -135,6 +161,11 @@ class BatchLoader:
                 f"{self.count} images are fewer than one batch of {batch_size} (data.batch_size)"
             )
         self.workers = workers
+        self.shard = shard and distributed.world_size() > 1
+        self.shard_weight = 1.0
+        self.part_of_split = part_of_split
+        if self.shard:
+            _check_shardable(self.count, batch_size, drop_last, key)
         _check_memory(data, batch_size, image_size, device, key, on_device=not per_sample)
         self.per_sample = _PerSample(data.images, per_sample) if per_sample else None
         # Without per-sample work the images live on the device; otherwise workers read them on the CPU.
@@ -182,10 +213,13 @@ class BatchLoader:
         if self.per_sample is None:
             order = order.to(self.device)  # one transfer per epoch, none per batch
         batches = list(order.split(self.batch_size))[: len(self)]
-        for indices, (images, labels) in zip(
-            batches[start:], self._batches(batches[start:], seed), strict=True
+        for number, indices, (images, labels) in zip(
+            range(start, len(batches)),
+            batches[start:],
+            self._batches(batches[start:], seed),
+            strict=True,
         ):
-            yield self._augment(images, labels, indices)
+            yield self._augment(images, labels, indices, _batch_seed(seed, number))
         self._epoch_start = self.generator.get_state()
         self.passes += 1
 
@@ -209,17 +243,58 @@ class BatchLoader:
         for indices, images in zip(batches, loader, strict=True):
             yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]
 
-    def _augment(self, images: Tensor, labels: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
+    def _augment(
+        self, images: Tensor, labels: Tensor, indices: Tensor, seed: int
+    ) -> tuple[Tensor, Tensor]:
         images = resize(images.float().div_(255), self.image_size)
         targets = labels
         keys = None
         if self.sample_keys is not None:
             keys = self.sample_keys[indices.to(self.device)]
-        for augmentation in self.batch_augmentations:
-            images, targets = augment(augmentation, images, targets, keys, self.passes)
+        if self.batch_augmentations:
+            with _seeded(self.device, seed):
+                for augmentation in self.batch_augmentations:
+                    images, targets = augment(augmentation, images, targets, keys, self.passes)
+        if self.shard:
+            part = distributed.shard(images.shape[0])
+            self.shard_weight = (
+                (part.stop - part.start) * distributed.world_size() / images.shape[0]
+            )
+            images, targets = images[part], targets[part]
         if self.channels_last:  # after the augmentations, whose outputs may be contiguous
             images = images.contiguous(memory_format=torch.channels_last)
         return images, targets
+
+
+@contextlib.contextmanager
+def _seeded(device: torch.device, seed: int) -> Iterator[None]:
+    """Inside: torch's generators (the CPU's and ``device``'s), Python's and NumPy's start
+    from ``seed``; afterwards they continue as if untouched."""
+    devices = [device] if device.type != "cpu" else []
+    saved = (random.getstate(), np.random.get_state())
+    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+
+
+def _check_shardable(count: int, batch_size: int, drop_last: bool, key: str) -> None:
+    """Every process needs at least one image of every batch."""
+    processes = distributed.world_size()
+    smallest = min(batch_size, count)
+    last = count % batch_size
+    if not drop_last and last:
+        smallest = min(smallest, last)
+    if smallest < processes:
+        raise CvkitError(
+            f"{key}: a batch of {smallest} images cannot be shared by {processes} processes "
+            "(data.batch_size, or the epoch's last batch: set data.drop_last = true)"
+        )
 
 
 def training_loader(
@@ -245,6 +320,7 @@ def training_loader(
         channels_last=channels_last,
         image_size=data.input_size,
         key="augment.train",
+        shard=True,
     )
 
 
@@ -255,9 +331,20 @@ def evaluation_loader(
     device: torch.device,
     augmentations: Sequence[nn.Module],
     channels_last: bool = False,
+    shard: bool = False,
 ) -> BatchLoader:
     """Batches of ``split`` in order, for validation, test and prediction: ``eval_batch_size``
-    images (default: twice ``batch_size``), ``workers`` and ``image_size`` from [data]."""
+    images (default: twice ``batch_size``), ``workers`` and ``image_size`` from [data].
+    ``shard``: in a run of several processes, only this process's contiguous part of the
+    split (see :func:`cvkit.engine.distributed.shard`)."""
+    part_of_split = shard and distributed.world_size() > 1
+    if part_of_split:
+        if len(split) < distributed.world_size():
+            raise CvkitError(
+                f"a split of {len(split)} images cannot be evaluated by "
+                f"{distributed.world_size()} processes, one image each at least"
+            )
+        split = subset(split, torch.arange(len(split))[distributed.shard(len(split))])
     return BatchLoader(
         split,
         batch_size=data.eval_batch_size or 2 * data.batch_size,
@@ -267,4 +354,5 @@ def evaluation_loader(
         channels_last=channels_last,
         image_size=data.input_size,
         key="augment.eval",
+        part_of_split=part_of_split,
     )

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cvkit.engine import distributed
 from cvkit.engine.device import autocast
 
 
@@ -92,8 +93,12 @@ def evaluate_model(
     classes: Sequence[str],
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    *,
+    combine_processes: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of ``model`` (in eval mode) over ``batches`` of (images, int64 labels)."""
+    """Metrics of ``model`` (in eval mode) over ``batches`` of (images, int64 labels).
+    ``combine_processes``: each process of a multi-process run evaluated its part of the
+    split; the metrics are the whole split's, on every process."""
     was_training = model.training
     model.eval()
     accumulator = Accumulator(len(classes), device)
@@ -102,6 +107,8 @@ def evaluate_model(
             logits = model(images)
         accumulator.update(logits, labels)
     model.train(was_training)
+    if combine_processes:
+        distributed.all_reduce_sum_([accumulator.confusion, accumulator.top5, accumulator.loss])
     return accumulator.result(classes)
 
 
@@ -111,9 +118,13 @@ def collect_logits(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    *,
+    combine_processes: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, K) float32 and labels (N,) int64 of ``model`` (in eval mode) over
-    ``batches``, on the CPU, in the batches' order."""
+    ``batches``, on the CPU, in the batches' order. ``combine_processes``: each process of
+    a multi-process run went through its contiguous part of the split; every process gets
+    the whole split's, in order."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -122,7 +133,10 @@ def collect_logits(
             logits.append(model(images).float())
         labels.append(targets)
     model.train(was_training)
-    return torch.cat(logits).cpu(), torch.cat(labels).cpu()
+    result = torch.cat(logits).cpu(), torch.cat(labels).cpu()
+    if combine_processes:
+        return distributed.gather_rows(result[0]), distributed.gather_rows(result[1])
+    return result
 
 
 def metrics_from_logits(
