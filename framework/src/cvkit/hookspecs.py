@@ -282,6 +282,12 @@ CAPABILITIES: dict[str, Capability] = {
             "order at each event: ascending, ties in the recipe's order (cvkit.Priority)",
         ),
         Capability(
+            "callback",
+            "main_process_only",
+            False,
+            "only writes (files, the console): in a run of several processes only rank 0 runs it",
+        ),
+        Capability(
             "dataset",
             "cacheable",
             True,

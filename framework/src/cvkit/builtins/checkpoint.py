@@ -31,6 +31,7 @@ class Checkpoint(Callback):
     """
 
     priority = Priority.LOWEST  # every other callback's state is final for the epoch
+    main_process_only = True  # rank 0 alone writes in a run of several processes
 
     def __init__(
         self,

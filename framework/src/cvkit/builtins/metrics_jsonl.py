@@ -25,6 +25,7 @@ class MetricsJSONL(Callback):
     """
 
     priority = Priority.VERY_HIGH
+    main_process_only = True  # rank 0 alone writes in a run of several processes
 
     def __init__(self, filename: RunFile = "metrics.jsonl") -> None:
         self.filename = filename

@@ -40,6 +40,7 @@ class Progress(Callback):
     """
 
     priority = Priority.HIGHEST
+    main_process_only = True  # rank 0 alone writes in a run of several processes
 
     def __init__(
         self, refresh_seconds: float = 0.5, live: Literal["auto", "always", "never"] = "auto"
@@ -49,7 +50,12 @@ class Progress(Callback):
 
     def on_fit_start(self, trainer: TrainerView) -> None:
         self.interactive = self.live == "always" or (self.live == "auto" and sys.stderr.isatty())
-        self._started, self._step_at_start = time.perf_counter(), trainer.step
+        self._started, self._batches_at_start = time.perf_counter(), self._batches(trainer)
+
+    @staticmethod
+    def _batches(trainer: TrainerView) -> int:
+        """Batches trained since the run began (several per step with accumulate_steps)."""
+        return trainer.epoch * len(trainer.train_loader) + trainer.batch
 
     def on_batch_end(self, trainer: TrainerView) -> None:
         now = time.perf_counter()
@@ -57,13 +63,14 @@ class Progress(Callback):
             return
         self._last_draw = now
         running = trainer.running_metrics()
-        steps_done = trainer.step - self._step_at_start
-        remaining = (trainer.epochs - trainer.epoch) * trainer.steps_per_epoch - trainer.batch
-        eta = (now - self._started) / steps_done * remaining if steps_done else 0.0
-        rate = steps_done * trainer.train_loader.batch_size / (now - self._started)
+        per_epoch = len(trainer.train_loader)
+        done = self._batches(trainer) - self._batches_at_start
+        remaining = trainer.epochs * per_epoch - self._batches(trainer)
+        eta = (now - self._started) / done * remaining if done else 0.0
+        rate = done * trainer.train_loader.batch_size / (now - self._started)
         line = (
-            f"epoch {trainer.epoch + 1}/{trainer.epochs} [{trainer.batch:>{len(str(trainer.steps_per_epoch))}}/"
-            f"{trainer.steps_per_epoch}]  loss {running['train/loss']:.4f}  acc {running['train/acc']:.2%}  "
+            f"epoch {trainer.epoch + 1}/{trainer.epochs} [{trainer.batch:>{len(str(per_epoch))}}/"
+            f"{per_epoch}]  loss {running['train/loss']:.4f}  acc {running['train/acc']:.2%}  "
             f"{rate:,.0f} img/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
         )
         sys.stderr.write(f"\r\033[K{line}")

@@ -44,6 +44,7 @@ class TensorBoard(Callback):
     """
 
     priority = Priority.HIGH
+    main_process_only = True  # rank 0 alone writes in a run of several processes
 
     def __init__(self, log_every: int = 50, images: int = 32, graph: bool = False) -> None:
         if log_every < 0:

@@ -21,6 +21,7 @@ from torch import nn
 from cvkit.data.batches import BatchLoader, batches_per_epoch, evaluation_loader, training_loader
 from cvkit.data.splits import Splits, load_splits, subset
 from cvkit.data.tensors import ImageDataset, ImageTensors
+from cvkit.engine import distributed
 from cvkit.engine.build import (
     BuiltComponents,
     build_components,
@@ -103,7 +104,8 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     _seed_and_configure(recipe, stage.device)
     dataset = build_dataset(recipe, stage.registry)
     splits = load_splits(recipe.data, dataset)
-    steps = batches_per_epoch(len(splits.train), recipe.data.batch_size, recipe.data.drop_last)
+    batches = batches_per_epoch(len(splits.train), recipe.data.batch_size, recipe.data.drop_last)
+    steps = -(-batches // recipe.trainer.accumulate_steps)  # optimizer steps per epoch
     components = build_components(
         recipe,
         stage.registry,
@@ -114,6 +116,8 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     )
     if stage.checkpoint is None:
         load_initial_weights(components.model, stage.init, f"stage {stage.name} init")
+    if distributed.rank() > 0:  # the same initial weights, then each process its own stream
+        seed_everything(recipe.experiment.seed + distributed.rank())
     loop, test_loader = _training_loop(stage, dataset, splits, components)
     if stage.checkpoint is not None:
         loop.load_state_dict(stage.checkpoint[1], stage.checkpoint[0])
@@ -140,7 +144,7 @@ def _training_loop(
     recipe, device = stage.recipe, stage.device
     channels_last = recipe.trainer.channels_last
 
-    def evaluation(split: ImageTensors | None) -> BatchLoader | None:
+    def evaluation(split: ImageTensors | None, shard: bool = True) -> BatchLoader | None:
         if split is None:
             return None
         return evaluation_loader(
@@ -149,6 +153,7 @@ def _training_loop(
             device=device,
             augmentations=components.eval_augment,
             channels_last=channels_last,
+            shard=shard,
         )
 
     train_loader = training_loader(
@@ -164,7 +169,7 @@ def _training_loop(
         chosen = torch.randperm(
             len(splits.train), generator=torch.Generator().manual_seed(recipe.experiment.seed)
         )[:count]
-        loader = evaluation(subset(splits.train, chosen.sort().values))
+        loader = evaluation(subset(splits.train, chosen.sort().values), shard=False)
         assert loader is not None
         return torch.cat([images for images, _ in loader])
 
@@ -219,6 +224,7 @@ def final_evaluation(
     """Validation and test metrics with the weights ``recipe.trainer.eval_weights`` asks
     for (over the ``recipe.trainer.tta`` views), and the calibration fitted on the validation split (see
     :mod:`cvkit.engine.calibration`)."""
+    distributed.barrier()  # rank 0 has written the last epoch's checkpoints
     weights = "last"
     best = run_dir / "checkpoints" / "best.pt"
     if recipe.trainer.eval_weights == "best" and best.is_file():
@@ -227,6 +233,7 @@ def final_evaluation(
         if loop.ema is not None:
             loop.ema.load_state_dict(state["ema"])
         weights = f"best (epoch {state['epoch']})"
+    loop.share_buffers()
     model = loop.evaluation_model()
     if recipe.trainer.tta:
         model = TTAModel(model, recipe.trainer.tta)
@@ -234,7 +241,13 @@ def final_evaluation(
     for split, loader in (("val", val_loader), ("test", test_loader)):
         if loader is not None:
             start = time.perf_counter()
-            outputs[split] = collect_logits(model, loader, loop.device, loop.autocast_dtype)
+            outputs[split] = collect_logits(
+                model,
+                loader,
+                loop.device,
+                loop.autocast_dtype,
+                combine_processes=loader.part_of_split,
+            )
             seconds[split] = time.perf_counter() - start  # logits are on the CPU: synchronised
     classes = loop.train_loader.classes
     result: dict[str, Any] = {

@@ -6,6 +6,14 @@ argmax-compare-sum for the running accuracy; the batch's loss and hit count stay
 device until a sync point: the finite-loss check every ``check_every`` batches, a
 progress redraw, a checkpoint, or the end of the epoch.
 
+With ``trainer.accumulate_steps = K`` the optimizer steps once per K batches, on the mean
+of their gradients (the last group of an epoch may be shorter). In a run of several
+processes (see :mod:`cvkit.engine.distributed`) the model is wrapped in
+DistributedDataParallel, which averages the gradients of the processes' parts of each batch;
+the processes agree on when to stop (signals, non-finite losses) at every optimizer step,
+epoch metrics are over the whole batch, validation over the whole split, and only rank 0
+runs the callbacks that write (``main_process_only``).
+
 What callbacks may read and set on the loop is :class:`cvkit.engine.callback.TrainerView`.
 """
 
@@ -23,14 +31,17 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cvkit.data.batches import BatchLoader
+from cvkit.engine import distributed
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
 from cvkit.engine.metrics import evaluate_model
-from cvkit.engine.rng import rng_state, set_rng_state
+from cvkit.engine.rng import rng_state, seed_everything, set_rng_state
+from cvkit.engine.sync_batchnorm import convert_sync_batchnorm
 from cvkit.errors import CvkitError, NonFiniteLossError, Terminated
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import Recipe, TrainerSettings
@@ -42,21 +53,31 @@ log = logging.getLogger("cvkit")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 """Signals that stop training after the current batch (the second one at once)."""
 
+ECHO_SECONDS = 2.0
+"""In a process started by torchrun: a second stop signal this soon after the first is the
+same stop, passed on by torchrun (seconds)."""
+
 
 @contextlib.contextmanager
 def _deferred_interrupt() -> Iterator[Callable[[], BaseException | None]]:
     """Turn the first SIGINT or SIGTERM into a pending stop (the returned callable gives the
-    exception to raise: KeyboardInterrupt or Terminated); a second one raises at once."""
+    exception to raise: KeyboardInterrupt or Terminated); a second one raises at once. In a
+    process torchrun started, a second signal within :data:`ECHO_SECONDS` of the first
+    counts as the same one: Ctrl-C reaches the process from the terminal and from torchrun."""
     if threading.current_thread() is not threading.main_thread():
         yield lambda: None
         return
     pending: list[BaseException] = []
+    first_at: list[float] = []
 
     def handler(signum: int, frame: Any) -> None:
         stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         if pending:
+            if distributed.launched() and time.monotonic() - first_at[0] < ECHO_SECONDS:
+                return
             raise stop
         pending.append(stop)
+        first_at.append(time.monotonic())
         name = "SIGTERM" if signum == signal.SIGTERM else "interrupted"
         log.warning("%s: stopping after this batch (a second one stops at once)", name)
 
@@ -122,13 +143,21 @@ class TrainingLoop:
     ) -> None:
         self.settings = settings = settings or TrainerSettings()
         self.device = device
+        self.processes = distributed.world_size()
+        if settings.sync_batchnorm and self.processes > 1:
+            model = convert_sync_batchnorm(model, device)
         self.model = model.to(device)
         if settings.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]
+        # the model as this process runs it; forward: the same, wrapped for several processes
+        self.local: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]
+        self.forward: nn.Module = self.local
+        self._wrapped_for: tuple[bool, ...] | None = None  # which parameters DDP syncs
         self.optimizer, self.scheduler, self.loss = optimizer, scheduler, loss.to(device)
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.epochs, self.steps_per_epoch = epochs, len(train_loader)
+        self.accumulate = settings.accumulate_steps
+        self.epochs = epochs
+        self.steps_per_epoch = -(-len(train_loader) // self.accumulate)
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.requires_closure = bool(capability(optimizer, "requires_closure"))
@@ -136,10 +165,21 @@ class TrainingLoop:
             raise CvkitError(
                 f"{type(optimizer).__name__} steps with a closure, which fp16 gradient scaling cannot"
             )
+        if self.requires_closure and self.accumulate > 1:
+            raise CvkitError(
+                f"trainer.accumulate_steps = {self.accumulate}: {type(optimizer).__name__} steps "
+                "with a closure on one batch and cannot accumulate gradients over several"
+            )
         self.loss_uses_inputs = bool(capability(loss, "uses_inputs"))
         self.interval = capability(scheduler, "interval") if scheduler is not None else None
         self.ema = self._averaged_model(settings.ema_decay)
         self.callbacks = sorted(callbacks, key=lambda c: capability(c, "priority"))
+        self._active_callbacks = [
+            c
+            for c in self.callbacks
+            if distributed.is_main() or not capability(c, "main_process_only")
+        ]
+        self._process_rng: list[dict[str, Any]] | None = None  # every process's, for checkpoints
         self.run_dir, self.recipe = run_dir, recipe
         self.metadata = dict(metadata or {})
         self._training_images = training_images
@@ -189,6 +229,8 @@ class TrainingLoop:
                     self._loader_state = self.train_loader.state_dict()
                     self.history.append({"epoch": self.epoch, "step": self.step, **self.metrics})
                     self._reset_running()
+                    if self.processes > 1:
+                        self._process_rng = distributed.gather_objects(rng_state())
                     self._consistent = True
                     self.wall_seconds += time.perf_counter() - started
                     self._emit("on_epoch_end")
@@ -220,51 +262,101 @@ class TrainingLoop:
         self.model.train()
         if self.batch == 0:
             self._emit("on_epoch_start")
+        self._wrap_for_processes()
         self._epoch_started = time.perf_counter()
         self._settle()
         self._seen_at_start = self._seen
         for images, targets in self.train_loader.epoch(start=self.batch):
             self._consistent = False
-            self._train_step(images, targets)
+            stepped = self._train_step(images, targets)
             self.batch += 1
-            self.step += 1
-            if self.interval == "step":
-                self.scheduler.step()
-            self._consistent = True
+            if stepped:
+                self.step += 1
+                if self.interval == "step":
+                    self.scheduler.step()
+                self._consistent = True
             if self.batch % self.check_every == 0:
                 self.check_finite()
             self._emit("on_batch_end")
-            stop = self._interrupted()
-            if stop is not None:
-                raise stop
+            if stepped and self._stop_requested():
+                self._share_for_checkpoint()
+                raise self._interrupted() or KeyboardInterrupt()
         self._consistent = False  # until the epoch's bookkeeping is done
         if self.interval == "epoch":
             self.scheduler.step()
         self.check_finite()
-        self.metrics = {**self.running_metrics(), **self._throughput()}
+        self.metrics = self._epoch_metrics()
 
-    def _train_step(self, images: Tensor, targets: Tensor) -> None:
+    def _wrap_for_processes(self) -> None:
+        """In a run of several processes, wrap the model in DistributedDataParallel, again
+        whenever a callback has frozen or unfrozen parameters since (DDP syncs the
+        gradients of the parameters that were trainable when it was made)."""
+        if self.processes == 1:
+            return
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if trainable == self._wrapped_for:
+            return
+        self._wrapped_for = trainable
+        if not any(trainable):
+            self.forward = self.local
+            return
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = DistributedDataParallel(self.local, device_ids=ids)
+
+    def _stop_requested(self) -> bool:
+        """Whether a process got Ctrl-C or SIGTERM (every process must ask at the same step)."""
+        return distributed.any_rank(self._interrupted() is not None)
+
+    def _share_for_checkpoint(self) -> None:
+        """Before a checkpoint in a run of several processes: rank 0 gets every process's
+        random generator states and the whole batch's running sums (the others keep none,
+        so that summing over the processes after a resume counts each image once)."""
+        if self.processes == 1:
+            return
+        self._process_rng = distributed.gather_objects(rng_state())
+        self._settle()
+        loss_sum, correct, seen = distributed.all_sum([self._loss_sum, self._correct, self._seen])
+        if distributed.is_main():
+            self._loss_sum, self._correct, self._seen = loss_sum, int(correct), int(seen)
+        else:
+            self._loss_sum, self._correct, self._seen = 0.0, 0, 0
+
+    def _train_step(self, images: Tensor, targets: Tensor) -> bool:
+        """Forward and backward of one batch; the optimizer steps after the last batch of
+        each group of ``accumulate_steps``, on their mean gradient. Returns whether it stepped."""
         if self.requires_closure:
             logits, loss = self._closure_step(images, targets)
+            stepped = True
         else:
-            with self._autocast():
-                logits = self.forward(images)
-                loss = self._loss(logits, targets, images)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self._clip(unscale=True)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self._clip(unscale=False)
-                self.optimizer.step()
-        if self.ema is not None:
+            first = self.batch - self.batch % self.accumulate
+            size = min(self.accumulate, len(self.train_loader) - first)
+            stepped = self.batch == first + size - 1
+            if self.batch == first:
+                self.optimizer.zero_grad(set_to_none=True)
+            weight = self.train_loader.shard_weight / size
+            skip_sync = not stepped and isinstance(self.forward, DistributedDataParallel)
+            with self.forward.no_sync() if skip_sync else contextlib.nullcontext():  # type: ignore[operator]
+                with self._autocast():
+                    logits = self.forward(images)
+                    loss = self._loss(logits, targets, images)
+                scaled = loss * weight if weight != 1.0 else loss
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()
+                else:
+                    scaled.backward()
+            if stepped:
+                self._clip(unscale=self.scaler is not None)
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+        if stepped and self.ema is not None:
             self.ema.update_parameters(self.model)
         self.batch_images, self.batch_loss = images, loss.detach()
         hard = targets.argmax(1) if targets.ndim == 2 else targets
         self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
+        return stepped
 
     def _closure_step(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """One step of an optimizer that evaluates the loss itself, possibly several times
@@ -279,7 +371,8 @@ class TrainingLoop:
             with self._autocast(), again:
                 logits = self.forward(images)
                 loss = self._loss(logits, targets, images)
-            loss.backward()
+            weight = self.train_loader.shard_weight
+            (loss * weight if weight != 1.0 else loss).backward()
             self._clip(unscale=False)
             if not first:
                 first.append((logits.detach(), loss.detach()))
@@ -318,6 +411,7 @@ class TrainingLoop:
     def _validate(self) -> None:
         if self.val_loader is None:
             return
+        self.share_buffers()
         result = self.evaluate(self.val_loader)
         self.metrics |= {
             "val/loss": result["loss"],
@@ -329,13 +423,28 @@ class TrainingLoop:
     # -- evaluation ------------------------------------------------------------------------
 
     def evaluation_model(self) -> nn.Module:
-        """The model evaluation uses: the EMA of the weights when there is one."""
-        return self.ema.module if self.ema is not None else self.forward
+        """The model evaluation uses: the EMA of the weights when there is one (never the
+        DistributedDataParallel wrapper: each process evaluates its part of a split alone)."""
+        return self.ema.module if self.ema is not None else self.local
+
+    def share_buffers(self) -> None:
+        """In a run of several processes, give every process rank 0's buffers (batch-norm
+        running statistics, which each process updated with its own part of the batches)
+        before they evaluate, so that every part is evaluated with the weights rank 0 saves."""
+        distributed.broadcast_buffers(self.model)
+        if self.ema is not None:
+            distributed.broadcast_buffers(self.ema)
 
     def evaluate(self, loader: BatchLoader) -> dict[str, Any]:
-        """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`)."""
+        """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`),
+        over the whole split when each process holds a part of it."""
         return evaluate_model(
-            self.evaluation_model(), loader, loader.classes, self.device, self.autocast_dtype
+            self.evaluation_model(),
+            loader,
+            loader.classes,
+            self.device,
+            self.autocast_dtype,
+            combine_processes=loader.part_of_split,
         )
 
     def evaluated(self, evaluation: dict[str, Any]) -> None:
@@ -363,16 +472,26 @@ class TrainingLoop:
         self._pending.clear()
 
     def running_metrics(self) -> dict[str, float]:
-        """Mean loss and accuracy of the current epoch so far (synchronises with the device)."""
+        """Mean loss and accuracy of the current epoch so far (synchronises with the device);
+        in a run of several processes, over this process's part of the batches."""
         self._settle()
         seen = max(self._seen, 1)
         return {"train/loss": self._loss_sum / seen, "train/acc": self._correct / seen}
 
-    def _throughput(self) -> dict[str, float]:
+    def _epoch_metrics(self) -> dict[str, float]:
+        """The finished epoch's mean loss and accuracy over every process's images, the
+        learning rate, the epoch's seconds and its throughput (images per second, all
+        processes together)."""
         seconds = time.perf_counter() - self._epoch_started
         self._settle()
-        images = self._seen - self._seen_at_start
+        loss_sum, correct, seen, images = distributed.all_sum(
+            [self._loss_sum, self._correct, self._seen, self._seen - self._seen_at_start]
+        )
+        if self.processes > 1:
+            seconds = max(distributed.gather_objects(seconds))
         return {
+            "train/loss": loss_sum / max(seen, 1),
+            "train/acc": int(correct) / max(seen, 1),
             "lr": self.lr,
             "epoch_seconds": seconds,
             "images_per_second": images / seconds if seconds else 0.0,
@@ -389,12 +508,15 @@ class TrainingLoop:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def check_finite(self) -> None:
-        """Raise NonFiniteLossError if the running loss is NaN or infinite."""
+        """Raise NonFiniteLossError if the running loss is NaN or infinite (in any process:
+        every process must call it at the same batch)."""
         self._settle()
         value = self._loss_sum
-        if not math.isfinite(value):
+        if distributed.any_rank(not math.isfinite(value)):
+            where = "" if not math.isfinite(value) else " in another process"
             raise NonFiniteLossError(
-                f"training loss became {value} in epoch {self.epoch + 1} (by step {self.step}); "
+                f"training loss became {value if not where else 'non-finite'}{where} in epoch "
+                f"{self.epoch + 1} (by step {self.step}); "
                 "stopped, the last good checkpoint is kept. Lower the learning rate, clip gradients "
                 "([trainer] clip_grad_norm) or use fp32"
             )
@@ -402,7 +524,7 @@ class TrainingLoop:
     # -- callbacks -------------------------------------------------------------------------
 
     def _emit(self, event: str) -> None:
-        for callback in self.callbacks:
+        for callback in self._active_callbacks:
             try:
                 getattr(callback, event)(self)
             except Exception as error:
@@ -410,7 +532,7 @@ class TrainingLoop:
                 raise
 
     def _emit_exception(self, error: BaseException) -> None:
-        for callback in self.callbacks:
+        for callback in self._active_callbacks:
             try:
                 callback.on_exception(self, error)
             except Exception as inner:  # one failing handler must not hide the original error
@@ -447,9 +569,16 @@ class TrainingLoop:
         weights after the last finite training loss)."""
         broken = self._non_finite_tensor()
         val_loss = self.metrics.get("val/loss")
-        if broken is None and (val_loss is None or math.isfinite(val_loss)):
+        fine = broken is None and (val_loss is None or math.isfinite(val_loss))
+        if not distributed.any_rank(not fine):
             return
-        what = f"weight {broken}" if broken else f"validation loss ({val_loss})"
+        what = (
+            f"weight {broken}"
+            if broken
+            else f"validation loss ({val_loss})"
+            if not fine
+            else "weights of another process"
+        )
         raise NonFiniteLossError(
             f"the {what} became non-finite in epoch {self.epoch + 1} (by step {self.step}); "
             "stopped before saving this epoch. Lower the learning rate or clip gradients "
@@ -491,6 +620,7 @@ class TrainingLoop:
                 {"name": type(c).__name__, "state": c.state_dict()} for c in self.callbacks
             ],
             "rng": rng_state(),
+            "process_rng": self._process_rng,
             "batch": self.batch,
             "step": self.step,
             "wall_seconds": self.wall_seconds,
@@ -541,5 +671,30 @@ class TrainingLoop:
         )
         self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
         self.should_stop = bool(state.get("stopped", False))
-        set_rng_state(state["rng"])
+        self._restore_rng(state, source)
         self.resumed = True
+
+    def _restore_rng(self, state: dict[str, Any], source: Path | str) -> None:
+        """Each process's random generators as the checkpoint saved them; in a run of
+        several processes, rank 0 keeps the whole batch's running sums (see
+        :meth:`_share_for_checkpoint`). A process the checkpoint has no state for (it was
+        written by fewer processes) starts from ``experiment.seed`` + its rank."""
+        rank = distributed.rank()
+        saved = state.get("process_rng") or [state["rng"]]
+        if rank == 0:
+            set_rng_state(state["rng"])
+        elif rank < len(saved):
+            set_rng_state(saved[rank])
+        else:
+            seed = (self.recipe.experiment.seed if self.recipe is not None else 0) + rank
+            seed_everything(seed)
+            log.warning(
+                "%s was saved by %d process(es): process %d seeds its generators with %d "
+                "(its dropout masks differ from an uninterrupted run's)",
+                source,
+                len(saved),
+                rank,
+                seed,
+            )
+        if rank > 0:
+            self._loss_sum, self._correct, self._seen = 0.0, 0, 0

@@ -101,7 +101,8 @@ class DataSettings:
 
     Args:
         dataset: the dataset component table.
-        batch_size: training batch size (images per optimizer step).
+        batch_size: training batch size (images per optimizer step, unless
+            trainer.accumulate_steps; in a run of several processes, all of theirs).
         eval_batch_size: batch size for validation, test and prediction (default: 2 x batch_size).
         val_split: validation images held out of the training split: a fraction in [0, 1)
             or a count; 0 for none.
@@ -155,6 +156,11 @@ class TrainerSettings:
         tta: test-time augmentation views of the final evaluation (eval.json), as ``cvkit
             eval --tta``: 'flip', 'crop', 'shift'; the validation after each epoch uses none.
         deterministic: ask torch for deterministic algorithms (slower on GPU).
+        accumulate_steps: step the optimizer once every this many batches, on the mean of
+            their gradients (a batch this many times larger for plain SGD, in the memory of
+            one); schedulers count optimizer steps.
+        sync_batchnorm: in a run of several processes (torchrun), batch-norm statistics
+            over the whole global batch instead of each process's part of it.
     """
 
     clip_grad_norm: float | None = attrs.field(
@@ -169,6 +175,8 @@ class TrainerSettings:
     eval_weights: Literal["best", "last"] = "best"
     tta: list[Literal["flip", "crop", "shift"]] = attrs.field(factory=list)
     deterministic: bool = False
+    accumulate_steps: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    sync_batchnorm: bool = False
 
 
 @attrs.frozen(kw_only=True)

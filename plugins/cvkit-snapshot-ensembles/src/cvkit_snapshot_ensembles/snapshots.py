@@ -58,6 +58,8 @@ class Snapshot(Callback):
             epochs (the same cycles as the ``cosine_restarts`` schedule).
     """
 
+    main_process_only = True  # rank 0 alone writes in a run of several processes
+
     def __init__(self, cycles: int = 5) -> None:
         if cycles < 1:
             raise ValueError(f"cycles={cycles} must be >= 1")
