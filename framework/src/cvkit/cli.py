@@ -424,12 +424,30 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
 @click.option(
     "--force", is_flag=True, help="With --resume: accept --set values that change the run's recipe."
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train with this many processes on this machine (one per GPU, or gloo on CPU), "
+    "started by torchrun.",
+)
+@click.option(
+    "--dist-timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    metavar="SECONDS",
+    help="In a multi-process run: how long a process waits for the others before the job fails.",
+)
 def run_command(
     recipe: Path | None,
     overrides: tuple[str, ...],
     output: Path | None,
     resume_dir: Path | None,
     force: bool,
+    nproc: int,
+    dist_timeout: float,
 ) -> None:
     """Train RECIPE: validate every epoch, evaluate on the test split, write a run directory.
 
@@ -437,8 +455,14 @@ def run_command(
     The run directory, <output_dir>/<experiment>/<time>-<id>/, holds recipe.toml (resolved),
     env.json, run.log, metrics.jsonl, tensorboard/, checkpoints/{last,best}.pt and eval.json.
     Ctrl-C saves last.pt and prints the command that resumes it.
+
+    \b
+    Several processes (DistributedDataParallel): --nproc N on one machine, or start
+    `torchrun --nnodes M --nproc-per-node N ... -m cvkit run RECIPE` on each of M machines;
+    data.batch_size stays the global batch.
     """
     from cvkit.commands.run import resume, train
+    from cvkit.engine import distributed
 
     if (recipe is None) == (resume_dir is None):
         raise click.UsageError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
@@ -448,12 +472,58 @@ def run_command(
         )
     if force and resume_dir is None:
         raise click.UsageError("--force only applies to --resume")
-    if recipe is not None:
-        result = train(recipe, overrides=overrides, output=output, registry=_registry())
-    elif resume_dir is not None:
-        result = resume(resume_dir, overrides=overrides, force=force, registry=_registry())
-    click.echo(f"run: {result.run_dir}")
-    _echo_metrics(result.evaluation)
+    if nproc > 1 and not distributed.launched():
+        _launch_torchrun(nproc)
+    main = True
+    try:
+        if recipe is not None:
+            result = train(
+                recipe,
+                overrides=overrides,
+                output=output,
+                registry=_registry(),
+                timeout_seconds=dist_timeout,
+            )
+        elif resume_dir is not None:
+            result = resume(
+                resume_dir,
+                overrides=overrides,
+                force=force,
+                registry=_registry(),
+                timeout_seconds=dist_timeout,
+            )
+        main = distributed.is_main()
+    finally:
+        distributed.shutdown()
+    if main:
+        click.echo(f"run: {result.run_dir}")
+        _echo_metrics(result.evaluation)
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Run this ``cvkit run`` command again under torchrun with ``nproc`` processes on
+    this machine (``--standalone`` rendezvous), and exit with its status."""
+    import subprocess
+    import sys
+
+    arguments, rest = [], iter(sys.argv[1:])
+    for argument in rest:  # without --nproc, which torchrun would take for its own option
+        if argument == "--nproc":
+            next(rest, None)
+        elif not argument.startswith("--nproc="):
+            arguments.append(argument)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "cvkit",
+        *arguments,
+    ]
+    click.echo(f"starting {nproc} processes: torchrun {' '.join(command[3:])}", err=True)
+    click.get_current_context().exit(subprocess.run(command, check=False).returncode)
 
 
 @cli.command("eval")

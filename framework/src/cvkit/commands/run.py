@@ -1,4 +1,9 @@
-"""``cvkit run``: build a recipe, train it, evaluate it, and write its run directory."""
+"""``cvkit run``: build a recipe, train it, evaluate it, and write its run directory.
+
+Started by torchrun (``torchrun --nproc-per-node N -m cvkit run ...``), every process
+trains its part of each batch (see :mod:`cvkit.engine.distributed`) and rank 0 alone
+writes the run directory, whose path it tells the others.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import attrs
 import torch
 
 from cvkit.commands.rundir import environment, new_run_dir, run_lock, run_logging
+from cvkit.engine import distributed
 from cvkit.engine.build import build_dataset, build_model
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import load_checkpoint
@@ -56,19 +62,33 @@ def train(
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
+    timeout_seconds: float = distributed.DEFAULT_TIMEOUT_SECONDS,
 ) -> RunResult:
     """Train the recipe at ``recipe_path`` in a new run directory (``output`` if given);
-    ``callbacks``: objects added to every stage's callbacks (for ``cvkit tune``)."""
+    ``callbacks``: objects added to every stage's callbacks (for ``cvkit tune``).
+    ``timeout_seconds``: how long a process of a multi-process run waits for the others."""
     registry = registry or default_registry()
     recipe = load_recipe(recipe_path, overrides, registry=registry)
-    device = resolve_device(recipe.experiment.device)
-    run_dir = new_run_dir(recipe.experiment.output_dir, recipe.experiment.name, output)
+    device = _device(recipe, timeout_seconds)
+    main = distributed.is_main()
+    run_dir = (
+        new_run_dir(recipe.experiment.output_dir, recipe.experiment.name, output) if main else None
+    )
+    run_dir = distributed.broadcast_object(run_dir)
     with run_lock(run_dir):
-        write_text_atomic(
-            run_dir / "recipe.toml", dump_recipe(recipe, f"resolved from {recipe_path}")
-        )
-        write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
+        if main:
+            write_text_atomic(
+                run_dir / "recipe.toml", dump_recipe(recipe, f"resolved from {recipe_path}")
+            )
+            write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
         return _execute(recipe, run_dir, registry, device, callbacks=tuple(callbacks))
+
+
+def _device(recipe: Recipe, timeout_seconds: float) -> torch.device:
+    """The training device of this process, after joining the process group when torchrun
+    started it (see :func:`cvkit.engine.distributed.initialize`)."""
+    distributed.initialize(recipe.experiment.device, timeout_seconds)
+    return distributed.local_device(resolve_device(recipe.experiment.device))
 
 
 def resume(
@@ -78,6 +98,7 @@ def resume(
     force: bool = False,
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
+    timeout_seconds: float = distributed.DEFAULT_TIMEOUT_SECONDS,
 ) -> RunResult:
     """Finish the run in ``run_dir``: continue it from ``checkpoints/last.pt`` (start it
     again when it has none yet; for a multi-stage recipe, skip the finished stages), or,
@@ -101,14 +122,17 @@ def resume(
     recipe = load_recipe(recipe_file, overrides, registry=registry) if overrides else original
     changed = recipe_differences(original, recipe)
     _check_changes(run_dir, changed, force)
-    device = resolve_device(recipe.experiment.device)
+    device = _device(recipe, timeout_seconds)
     with run_lock(run_dir):
-        if changed:
-            recipe_file.rename(run_dir / f"recipe.before-{time.strftime('%Y%m%d-%H%M%S')}.toml")
-            write_text_atomic(recipe_file, dump_recipe(recipe, "resolved, changed on resume"))
-        env = _read_env(run_dir / "env.json")
-        env.setdefault("resumes", []).append(environment(registry, device, list(argv or sys.argv)))
-        write_json(run_dir / "env.json", env)
+        if distributed.is_main():
+            if changed:
+                recipe_file.rename(run_dir / f"recipe.before-{time.strftime('%Y%m%d-%H%M%S')}.toml")
+                write_text_atomic(recipe_file, dump_recipe(recipe, "resolved, changed on resume"))
+            env = _read_env(run_dir / "env.json")
+            env.setdefault("resumes", []).append(
+                environment(registry, device, list(argv or sys.argv))
+            )
+            write_json(run_dir / "env.json", env)
         return _execute(recipe, run_dir, registry, device, resuming=True)
 
 
@@ -157,7 +181,7 @@ def _execute(
     """Train the recipe's stages in ``run_dir`` (locked by the caller) and write eval.json,
     which marks the run finished."""
     with run_logging(run_dir):
-        for folder in (run_dir, run_dir / "checkpoints"):
+        for folder in (run_dir, run_dir / "checkpoints") if distributed.is_main() else ():
             for leftover in remove_leftovers(folder):
                 log.info("removed %s, left by a write that was cut short", leftover)
         try:
@@ -171,7 +195,8 @@ def _execute(
         except CvkitError as error:
             log.error("%s", error, extra={"file_only": True})  # the CLI prints it
             raise
-    write_json(run_dir / "eval.json", evaluation)
+    if distributed.is_main():
+        write_json(run_dir / "eval.json", evaluation)
     return RunResult(run_dir, evaluation)
 
 
@@ -213,7 +238,8 @@ def _run_stages(
             resuming,
             callbacks,
         )
-        write_json(done, results[stage.name])
+        if distributed.is_main():
+            write_json(done, results[stage.name])
     return results[recipe.stages[-1].name] | {"stages": results}
 
 

@@ -26,6 +26,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from cvkit.engine import distributed
 from cvkit.errors import CvkitError
 from cvkit.registry.registry import Registry
 from cvkit.version import __version__
@@ -66,7 +67,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     second ``cvkit run --resume`` of the same run is refused instead of interleaving. The
     operating system releases the lock when the process ends, however it ends, so a lock
     left by a killed run is no obstacle. (Where ``fcntl`` is missing, Windows, there is no
-    lock.)"""
+    lock.) In a run of several processes, rank 0 holds it for all of them."""
+    if not distributed.is_main():
+        yield
+        return
     try:
         stream = (run_dir / ".lock").open("a+", encoding="utf-8")
     except OSError as error:
@@ -132,6 +136,7 @@ def environment(registry: Registry, device: torch.device, argv: list[str]) -> di
         "device": str(device),
         "device_name": device_name,
         "cpu_threads": torch.get_num_threads(),
+        "processes": distributed.world_size(),
         "git": git_revision(Path.cwd()),
     }
 
@@ -140,7 +145,12 @@ def environment(registry: Registry, device: torch.device, argv: list[str]) -> di
 def run_logging(run_dir: Path) -> Iterator[None]:
     """Log cvkit's messages to stderr and, with timestamps, to ``run_dir/run.log`` (appended).
     A record logged with ``extra={"file_only": True}`` goes to run.log only (an error the
-    CLI prints anyway)."""
+    CLI prints anyway). In a run of several processes, rank 0 logs so; the others print
+    only their warnings and errors, prefixed with their rank."""
+    if not distributed.is_main():
+        with _process_logging(distributed.rank()):
+            yield
+        return
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
     console.addFilter(lambda record: not getattr(record, "file_only", False))
@@ -158,4 +168,20 @@ def run_logging(run_dir: Path) -> Iterator[None]:
         log.removeHandler(logfile)
         logfile.close()
         log.setLevel(previous)
+        log.propagate = True
+
+
+@contextlib.contextmanager
+def _process_logging(rank: int) -> Iterator[None]:
+    """Warnings and errors of a process other than rank 0, to stderr with its rank."""
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s"))
+    console.setLevel(logging.WARNING)
+    console.addFilter(lambda record: not getattr(record, "file_only", False))
+    log.addHandler(console)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(console)
         log.propagate = True
