@@ -1,7 +1,8 @@
 """Test components, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
 
 Callbacks for the engine's fault tests act at a chosen (epoch, batch): poison the learning
-rate, send SIGINT, SIGTERM or SIGKILL to the process. Each fires once; ``marker`` files make
+rate, send SIGINT, SIGTERM or SIGKILL to the process (``rank``: only in the process of
+that rank of a multi-process run; -1, the default: in every process). Each fires once; ``marker`` files make
 that hold across processes. ``attention/gate`` is a second attention block with SE's
 ``reduction`` parameter, to swap blocks in recipes.
 
@@ -28,12 +29,14 @@ from cvkit.engine.callback import Callback
 
 
 class _AtBatch(Callback):
-    def __init__(self, epoch: int = 2, batch: int = 2, marker: str = "") -> None:
-        self.epoch, self.batch, self.marker = epoch, batch, marker
+    def __init__(self, epoch: int = 2, batch: int = 2, marker: str = "", rank: int = -1) -> None:
+        self.epoch, self.batch, self.marker, self.rank = epoch, batch, marker, rank
         self.fired = False
 
     def on_batch_end(self, trainer: Any) -> None:
         if self.fired or (trainer.epoch + 1, trainer.batch) != (self.epoch, self.batch):
+            return
+        if self.rank >= 0 and int(os.environ.get("RANK", "0")) != self.rank:
             return
         if self.marker and Path(self.marker).exists():
             return
