@@ -19,7 +19,7 @@ CORE = ROOT / "framework" / "src"
 
 LAYERS: list[list[str]] = [
     ["cvkit.version", "cvkit.errors"],
-    ["cvkit.files", "cvkit.hookspecs"],
+    ["cvkit.files", "cvkit.hookspecs", "cvkit.distributed"],
     ["cvkit.registry"],
     ["cvkit.recipe"],
     ["cvkit.data", "cvkit.models"],

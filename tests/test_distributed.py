@@ -19,12 +19,12 @@ import pytest
 import torch
 from torch import nn
 
+from cvkit import distributed
 from cvkit.builtins.flip import HorizontalFlip
 from cvkit.builtins.normalize import Normalize
 from cvkit.builtins.random_crop import RandomCrop
 from cvkit.builtins.synthetic import SyntheticImages
 from cvkit.data.batches import BatchLoader, evaluation_loader
-from cvkit.engine import distributed
 from cvkit.engine.checkpoint import load_checkpoint
 from cvkit.engine.trainer import TrainingLoop
 from cvkit.recipe.schema import DataSettings, TrainerSettings
@@ -36,7 +36,9 @@ from test_run import run_summary
 CPU = torch.device("cpu")
 ENV = {
     "CVKIT_PLUGINS": "engine_plugin",
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])),
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])
+    ),
 }
 CALLBACKS = (
     'callbacks=[{{ name = "kill", epoch = 2, batch = 3, rank = 1, marker = "{marker}" }}, '

@@ -461,8 +461,8 @@ def run_command(
     `torchrun --nnodes M --nproc-per-node N ... -m cvkit run RECIPE` on each of M machines;
     data.batch_size stays the global batch.
     """
+    from cvkit import distributed
     from cvkit.commands.run import resume, train
-    from cvkit.engine import distributed
 
     if (recipe is None) == (resume_dir is None):
         raise click.UsageError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")

@@ -1,7 +1,7 @@
 """``cvkit run``: build a recipe, train it, evaluate it, and write its run directory.
 
 Started by torchrun (``torchrun --nproc-per-node N -m cvkit run ...``), every process
-trains its part of each batch (see :mod:`cvkit.engine.distributed`) and rank 0 alone
+trains its part of each batch (see :mod:`cvkit.distributed`) and rank 0 alone
 writes the run directory, whose path it tells the others.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 import torch
 
+from cvkit import distributed
 from cvkit.commands.rundir import environment, new_run_dir, run_lock, run_logging
-from cvkit.engine import distributed
 from cvkit.engine.build import build_dataset, build_model
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import load_checkpoint
@@ -86,7 +86,7 @@ def train(
 
 def _device(recipe: Recipe, timeout_seconds: float) -> torch.device:
     """The training device of this process, after joining the process group when torchrun
-    started it (see :func:`cvkit.engine.distributed.initialize`)."""
+    started it (see :func:`cvkit.distributed.initialize`)."""
     distributed.initialize(recipe.experiment.device, timeout_seconds)
     return distributed.local_device(resolve_device(recipe.experiment.device))
 

@@ -26,7 +26,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-from cvkit.engine import distributed
+from cvkit import distributed
 from cvkit.errors import CvkitError
 from cvkit.registry.registry import Registry
 from cvkit.version import __version__

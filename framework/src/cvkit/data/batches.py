@@ -9,7 +9,7 @@ The batch augmentations draw from the global generators reseeded for each batch 
 epoch's seed and the batch's number (and restored after), so a batch's randomness depends
 on neither the model's use of those generators (dropout) nor the process that draws it.
 
-In a run of several processes (see :mod:`cvkit.engine.distributed`), a training loader
+In a run of several processes (see :mod:`cvkit.distributed`), a training loader
 makes every global batch of ``batch_size`` images, augmented as one process would augment
 it, and yields this process's contiguous part of it: the processes together see what one
 process would. Evaluation loaders with ``shard=True`` hold this process's contiguous part
@@ -28,12 +28,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from cvkit import distributed
 from cvkit.data.augmentation import augment
 from cvkit.data.images import resize
 from cvkit.data.memory import check_fits
 from cvkit.data.splits import subset
 from cvkit.data.tensors import ImageTensors
-from cvkit.engine import distributed
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import DataSettings
@@ -336,7 +336,7 @@ def evaluation_loader(
     """Batches of ``split`` in order, for validation, test and prediction: ``eval_batch_size``
     images (default: twice ``batch_size``), ``workers`` and ``image_size`` from [data].
     ``shard``: in a run of several processes, only this process's contiguous part of the
-    split (see :func:`cvkit.engine.distributed.shard`)."""
+    split (see :func:`cvkit.distributed.shard`)."""
     part_of_split = shard and distributed.world_size() > 1
     if part_of_split:
         if len(split) < distributed.world_size():

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvkit.engine import distributed
+from cvkit import distributed
 from cvkit.engine.device import autocast
 
 

@@ -18,10 +18,10 @@ import attrs
 import torch
 from torch import nn
 
+from cvkit import distributed
 from cvkit.data.batches import BatchLoader, batches_per_epoch, evaluation_loader, training_loader
 from cvkit.data.splits import Splits, load_splits, subset
 from cvkit.data.tensors import ImageDataset, ImageTensors
-from cvkit.engine import distributed
 from cvkit.engine.build import (
     BuiltComponents,
     build_components,

@@ -8,7 +8,7 @@ progress redraw, a checkpoint, or the end of the epoch.
 
 With ``trainer.accumulate_steps = K`` the optimizer steps once per K batches, on the mean
 of their gradients (the last group of an epoch may be shorter). In a run of several
-processes (see :mod:`cvkit.engine.distributed`) the model is wrapped in
+processes (see :mod:`cvkit.distributed`) the model is wrapped in
 DistributedDataParallel, which averages the gradients of the processes' parts of each batch;
 the processes agree on when to stop (signals, non-finite losses) at every optimizer step,
 epoch metrics are over the whole batch, validation over the whole split, and only rank 0
@@ -34,8 +34,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from cvkit import distributed
 from cvkit.data.batches import BatchLoader
-from cvkit.engine import distributed
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
@@ -174,11 +174,6 @@ class TrainingLoop:
         self.interval = capability(scheduler, "interval") if scheduler is not None else None
         self.ema = self._averaged_model(settings.ema_decay)
         self.callbacks = sorted(callbacks, key=lambda c: capability(c, "priority"))
-        self._active_callbacks = [
-            c
-            for c in self.callbacks
-            if distributed.is_main() or not capability(c, "main_process_only")
-        ]
         self._process_rng: list[dict[str, Any]] | None = None  # every process's, for checkpoints
         self.run_dir, self.recipe = run_dir, recipe
         self.metadata = dict(metadata or {})
@@ -196,6 +191,10 @@ class TrainingLoop:
         self._loader_state = train_loader.state_dict()
         self._interrupted: Callable[[], BaseException | None] = lambda: None
         self._consistent = True  # between steps: a checkpoint now resumes exactly
+        # the epoch's running sums (float64 loss x images, hits, images), see _settle
+        self._loss_sum: float = 0.0
+        self._correct: int = 0
+        self._seen: int = 0
         self._reset_running()
 
     def _averaged_model(self, decay: float | None) -> AveragedModel | None:
@@ -523,8 +522,12 @@ class TrainingLoop:
 
     # -- callbacks -------------------------------------------------------------------------
 
+    def _runs_here(self, callback: Callback) -> bool:
+        """Whether ``callback`` runs in this process (rank 0 runs every one)."""
+        return distributed.is_main() or not capability(callback, "main_process_only")
+
     def _emit(self, event: str) -> None:
-        for callback in self._active_callbacks:
+        for callback in filter(self._runs_here, self.callbacks):
             try:
                 getattr(callback, event)(self)
             except Exception as error:
@@ -532,7 +535,7 @@ class TrainingLoop:
                 raise
 
     def _emit_exception(self, error: BaseException) -> None:
-        for callback in self._active_callbacks:
+        for callback in filter(self._runs_here, self.callbacks):
             try:
                 callback.on_exception(self, error)
             except Exception as inner:  # one failing handler must not hide the original error
