@@ -164,7 +164,7 @@ def test_constant_stays_constant_after_warmup() -> None:
 @pytest.mark.parametrize(
     ("factory", "kwargs", "message"),
     [
-        (schedulers.cosine, {"warmup_epochs": 3}, "shorter than the run"),
+        (schedulers.cosine, {"warmup_epochs": -1}, "must be >= 0"),
         (schedulers.cosine, {"warmup_epochs": 1, "warmup_start_factor": 0}, "warmup_start_factor"),
         (schedulers.multistep, {"milestones": [1], "warmup_epochs": 1}, "after the warm-up"),
         (schedulers.multistep, {"milestones": [2, 1]}, "must increase"),
@@ -174,6 +174,14 @@ def test_constant_stays_constant_after_warmup() -> None:
 def test_schedules_reject_impossible_settings(factory, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         learning_rates(factory, **kwargs)
+
+
+def test_a_warm_up_as_long_as_the_run_is_halved_with_a_warning(caplog) -> None:
+    # --set experiment.epochs=1 on a recipe with warmup_epochs = 1 (the quickstart's)
+    rates = learning_rates(schedulers.cosine, warmup_epochs=3)  # 3 epochs of 4 steps
+    assert rates[:6] == pytest.approx([0.1 * (0.01 + 0.99 * i / 6) for i in range(6)])
+    assert rates[6] == pytest.approx(0.1) and rates[-1] < rates[6]
+    assert "warming up over its first half (6 of 12 steps)" in caplog.text
 
 
 def test_simple_cnn_places_attention_after_each_stage_and_accepts_any_size() -> None:

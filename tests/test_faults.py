@@ -395,3 +395,30 @@ def test_a_run_time_error_is_printed_once(tiny_recipe, run_cli, tmp_path, monkey
     assert result.exit_code == 3
     assert result.stderr.count("training loss became nan") == 1
     assert "training loss became nan" in (tmp_path / "nan" / "run.log").read_text()
+    # what the message promises holds: epoch 1's checkpoint exists; fp32 is no remedy in fp32
+    assert (
+        f"{tmp_path / 'nan' / 'checkpoints' / 'last.pt'} (the last good checkpoint) is kept"
+        in result.stderr
+    )
+    assert "fp32" not in result.stderr
+
+
+def test_a_nan_before_any_checkpoint_says_none_was_written(
+    tiny_recipe, run_cli, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("CVKIT_PLUGINS", "engine_plugin")
+    result = run_cli(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(tmp_path / "nan"),
+        "--set",
+        'callbacks=[{name = "poison_lr", epoch = 1, batch = 1}, { name = "checkpoint" }]',
+        "--set",
+        'experiment.precision="bf16"',
+    )
+    assert result.exit_code == 3
+    assert "no checkpoint had been written yet" in result.stderr
+    assert "last good checkpoint" not in result.stderr
+    assert "or train in fp32" in result.stderr
+    assert not (tmp_path / "nan" / "checkpoints" / "last.pt").exists()

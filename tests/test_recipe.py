@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -272,3 +273,47 @@ def test_unset_removes_inherited_keys_and_rejects_unknown_ones(
     alone = write(tmp_path, "alone.toml", 'unset = ["model"]\n')
     with pytest.raises(RecipeError, match="only a recipe that extends another"):
         read_recipe(alone)
+
+
+def test_set_addresses_list_entries_by_component_name(tiny_recipe: Path, registry) -> None:
+    # the tiny recipe lists no callbacks: callbacks.NAME reaches the default ones
+    recipe = load_recipe(
+        tiny_recipe,
+        ["callbacks.tensorboard.log_every=5", "augment.train.random_crop.padding=2"],
+        registry=registry,
+    )
+    assert [c.name for c in recipe.callbacks] == [
+        "progress",
+        "metrics_jsonl",
+        "tensorboard",
+        "checkpoint",
+    ]
+    assert recipe.callbacks[2].params["log_every"] == 5
+    assert recipe.augment.train[0].params["padding"] == 2
+    with pytest.raises(
+        RecipeError, match=r"callbacks has no entry named 'tensorbord' \(its entries: progress"
+    ):
+        load_recipe(tiny_recipe, ["callbacks.tensorbord.log_every=5"], registry=registry)
+
+
+def test_unset_removes_keys_entries_and_components(tiny_recipe: Path, registry) -> None:
+    recipe = load_recipe(
+        tiny_recipe,
+        ["model.dropout=0.3"],
+        registry=registry,
+        unset=["model.widths", "callbacks.tensorboard", "augment.train[1]"],
+    )
+    assert recipe.model.params["widths"] == [32, 64, 128]  # simple_cnn's default
+    assert recipe.model.params["dropout"] == 0.3
+    assert [c.name for c in recipe.callbacks] == ["progress", "metrics_jsonl", "checkpoint"]
+    assert [a.name for a in recipe.augment.train] == ["random_crop", "normalize"]
+    with pytest.raises(
+        RecipeError, match=r"--unset model\.width: model\.width is not a key of the recipe"
+    ):
+        load_recipe(tiny_recipe, registry=registry, unset=["model.width"])
+
+
+def test_run_and_check_take_unset(tiny_recipe: Path, run_cli) -> None:
+    result = run_cli("check", str(tiny_recipe), "--unset", "model.widths", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["recipe"]["model"]["widths"] == [32, 64, 128]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cvkit.commands.rundir import run_status
 from cvkit.engine.checkpoint import load_checkpoint
 
 from conftest import ROOT, run_cvkit
@@ -52,6 +53,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
         load_checkpoint(cut / "checkpoints" / "last.pt")["epoch"] == 1
     )  # epoch 2 was cut part-way
     assert not (cut / "eval.json").exists()
+    assert run_status(cut)["status"] == "stopped"  # said running; its process is gone
 
     resumed = run_cvkit("run", "--resume", str(cut), env=env)
     assert resumed.returncode == 0, resumed.stderr

@@ -396,3 +396,86 @@ def test_bad_image_folders_are_named(run_cli, tiny_recipe, tmp_path, make, messa
     assert result.exit_code == 2 and message in result.stderr, result.stderr
     if make == "corrupt":
         assert str(root / "b" / "bad.png") in result.stderr
+
+
+def _image_folder(root: Path) -> Path:
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(
+                np.full((8, 8, 3), 10 * i + (120 if label == "b" else 0), dtype=np.uint8)
+            ).save(root / label / f"{i}.png")
+    return root
+
+
+def test_recipe_paths_are_relative_to_the_recipe_and_runs_evaluate_from_anywhere(
+    tmp_path: Path,
+) -> None:
+    from cvkit.testing import TINY_RECIPE
+
+    from conftest import run_cvkit
+
+    _image_folder(tmp_path / "project" / "data" / "train")
+    recipes = tmp_path / "project" / "recipes"
+    recipes.mkdir()
+    text = TINY_RECIPE.format(runs="runs").replace(
+        '{ name = "synthetic", num_classes = 4, image_size = 8, train_size = 96, test_size = 32, noise = 0.3 }',
+        '{ name = "imagefolder", root = "../data/train" }',
+    )
+    assert 'root = "../data/train"' in text
+    (recipes / "folder.toml").write_text(text + '\n[trainer]\neval_weights = "last"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = tmp_path / "run"
+    started = run_cvkit(
+        "run",
+        str(recipes / "folder.toml"),
+        "--set",
+        "experiment.epochs=1",
+        "--set",
+        "data.val_split=4",
+        "--set",
+        "data.cache=false",
+        "--output",
+        str(run),
+        cwd=elsewhere,
+    )
+    assert started.returncode == 0, started.stderr
+    stored = (run / "recipe.toml").read_text()
+    assert f'root = "{(tmp_path / "project" / "data" / "train").as_posix()}"' in stored
+    assert (elsewhere / "runs").exists() is False  # --output given; output_dir stays cwd-relative
+    other = tmp_path / "other"
+    other.mkdir()
+    evaluated = run_cvkit("eval", str(run), cwd=other)
+    assert evaluated.returncode == 0, evaluated.stderr
+    # a root that does not exist is named, resolved, as missing
+    (recipes / "missing.toml").write_text(text.replace("../data/train", "../data/nowhere"))
+    missing = run_cvkit(
+        "run", str(recipes / "missing.toml"), "--output", str(tmp_path / "m"), cwd=other
+    )
+    assert missing.returncode == 2
+    assert f"{tmp_path / 'project' / 'data' / 'nowhere'} does not exist" in missing.stderr
+
+
+def test_the_run_directory_records_its_status(tiny_recipe, run_cli, tmp_path) -> None:
+    from cvkit.commands.rundir import run_status
+
+    failed = run_cli(
+        "run",
+        str(tiny_recipe),
+        "--output",
+        str(tmp_path / "failed"),
+        "--set",
+        "scheduler.warmup_epochs=1",
+        "--set",
+        "scheduler.warmup_start_factor=0",
+    )
+    assert failed.exit_code == 2
+    status = run_status(tmp_path / "failed")
+    assert status["status"] == "failed" and "warmup_start_factor" in status["reason"]
+    finished = run_cli("run", str(tiny_recipe), "--output", str(tmp_path / "ok"))
+    assert finished.exit_code == 0, finished.output
+    assert run_status(tmp_path / "ok")["status"] == "finished"
+    assert run_status(tmp_path)["status"] == "unknown"  # not a run directory

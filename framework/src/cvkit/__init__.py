@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from cvkit.cli import cli_registry as cli_registry
     from cvkit.commands.profile import profile_model as profile_model
     from cvkit.commands.run import RunResult as RunResult, train as train
-    from cvkit.commands.rundir import new_run_dir as new_run_dir
+    from cvkit.commands.rundir import new_run_dir as new_run_dir, run_status as run_status
     from cvkit.data.augmentation import (
         BatchAugmentation as BatchAugmentation,
         PerSampleAugmentation as PerSampleAugmentation,
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         ComponentBuildError as ComponentBuildError,
         CvkitError as CvkitError,
         DatasetError as DatasetError,
+        NonFiniteLossError as NonFiniteLossError,
         RecipeError as RecipeError,
         StorageError as StorageError,
         UnknownComponentError as UnknownComponentError,
@@ -116,6 +117,7 @@ _EXPORTS: dict[str, str] = {
     "CheckpointError": "cvkit.errors",
     "ComponentBuildError": "cvkit.errors",
     "DatasetError": "cvkit.errors",
+    "NonFiniteLossError": "cvkit.errors",
     "RecipeError": "cvkit.errors",
     "StorageError": "cvkit.errors",
     "UnknownComponentError": "cvkit.errors",
@@ -147,6 +149,7 @@ _EXPORTS: dict[str, str] = {
     "resume": "cvkit.commands.run",
     "RunResult": "cvkit.commands.run",
     "new_run_dir": "cvkit.commands.rundir",
+    "run_status": "cvkit.commands.rundir",
     "write_json": "cvkit.files",
 }
 """Each public name and the module it lives in (imported on first use)."""

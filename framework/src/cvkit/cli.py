@@ -147,6 +147,17 @@ def _set_option(help: str) -> Any:
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=help)
 
 
+def _unset_option() -> Any:
+    """The repeatable ``--unset KEY`` option of the commands that read recipes."""
+    return click.option(
+        "--unset",
+        multiple=True,
+        metavar="KEY",
+        help="Remove a recipe key, back to its default (repeatable; before --set), e.g. "
+        "model.attention or callbacks.tensorboard.",
+    )
+
+
 def _summary_rows(components: Sequence[Component]) -> None:
     name_width = max(len(c.name) for c in components)
     origin_width = max(len(c.origin) for c in components)
@@ -340,8 +351,11 @@ def plugins_command(as_json: bool, verbose: bool) -> None:
 @cli.command("check")
 @click.argument("recipe", type=click.Path(path_type=Path, dir_okay=False))
 @_set_option("Override a recipe value (repeatable).")
+@_unset_option()
 @click.option("--json", "as_json", is_flag=True, help="Print {recipe, params, ...} as JSON.")
-def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+def check_command(
+    recipe: Path, overrides: tuple[str, ...], unset: tuple[str, ...], as_json: bool
+) -> None:
     """Validate RECIPE, print it resolved, build every component and run the model once.
 
     Reports the model's trainable (and, when some are frozen, total) parameter count, for
@@ -354,7 +368,7 @@ def check_command(recipe: Path, overrides: tuple[str, ...], as_json: bool) -> No
     from cvkit.commands.check import check_recipe
 
     registry = _registry()
-    report = check_recipe(recipe, overrides, registry)
+    report = check_recipe(recipe, overrides, registry, unset)
     stages = [
         {
             "name": stage.name,
@@ -409,6 +423,7 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
 @cli.command("run")
 @click.argument("recipe", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @_set_option("Override a recipe value (repeatable).")
+@_unset_option()
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
@@ -443,6 +458,7 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
 def run_command(
     recipe: Path | None,
     overrides: tuple[str, ...],
+    unset: tuple[str, ...],
     output: Path | None,
     resume_dir: Path | None,
     force: bool,
@@ -480,6 +496,7 @@ def run_command(
             result = train(
                 recipe,
                 overrides=overrides,
+                unset=unset,
                 output=output,
                 registry=_registry(),
                 timeout_seconds=dist_timeout,
@@ -488,6 +505,7 @@ def run_command(
             result = resume(
                 resume_dir,
                 overrides=overrides,
+                unset=unset,
                 force=force,
                 registry=_registry(),
                 timeout_seconds=dist_timeout,

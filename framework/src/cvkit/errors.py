@@ -63,7 +63,8 @@ class CheckpointError(CvkitError):
 
 
 class NonFiniteLossError(CvkitError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+    """The training loss or a weight became NaN or infinite; training stopped (exit 3)
+    without saving the broken state."""
 
     exit_code = 3
 

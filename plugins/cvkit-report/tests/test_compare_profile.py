@@ -51,12 +51,28 @@ def test_compare_sorts_and_prints_each_format(tiny_runs, run_cli) -> None:
     assert bad.exit_code == 2 and "--sort speed: no such column" in bad.stderr
 
 
-def test_compare_lists_an_unfinished_run(tiny_runs, run_cli, tmp_path) -> None:
-    copy = tmp_path / "copy"
+def test_compare_lists_unfinished_runs_with_their_status(tiny_runs, run_cli, tmp_path) -> None:
+    assert json.loads((tiny_runs["base"] / "status.json").read_text())["status"] == "finished"
+    copy = tmp_path / "copy"  # as a run killed (SIGKILL) in its last epoch leaves it
     shutil.copytree(tiny_runs["base"], copy)
     (copy / "eval.json").unlink()
-    result = run_cli("compare", str(copy), "--json")
-    assert json.loads(result.stdout)[0]["status"] == "unfinished (3 epochs)"
+    (copy / "status.json").write_text('{"status": "running", "reason": null, "time": null}')
+    failed = run_cli(
+        "run",
+        str(tiny_runs["base"] / "recipe.toml"),
+        "--output",
+        str(tmp_path / "failed"),
+        "--set",
+        "scheduler.warmup_epochs=1",
+        "--set",
+        "scheduler.warmup_start_factor=0",
+    )
+    assert failed.exit_code == 2  # an impossible setting, found before the first step
+    result = run_cli("compare", str(copy), str(tmp_path / "failed"), "--json")
+    assert sorted(row["status"] for row in json.loads(result.stdout)) == [
+        "failed (0 epochs)",
+        "stopped (3 epochs)",
+    ]
     missing = run_cli("compare", str(tmp_path / "absent"))
     assert missing.exit_code == 2 and "no such run directory" in missing.stderr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,81 @@ def test_a_key_the_recipe_does_not_have_fails_before_any_trial(tmp_path, run_cli
     result = run_cli("tune", str(recipe), "--space", str(space), "--output", str(tmp_path / "s"))
     assert result.exit_code == 2 and "did you mean 'lr'" in result.output
     assert not (tmp_path / "s").exists()
+
+
+def tune_tiny(tmp_path: Path, run_cli, space: str, *args: str):
+    """``cvkit tune`` of the tiny recipe over the search space ``space`` (TOML text), with
+    ``args``, into tmp_path/study; returns the CLI result and the tune directory."""
+    recipe, space_file, out = tmp_path / "tiny.toml", tmp_path / "space.toml", tmp_path / "study"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space_file.write_text(space)
+    result = run_cli("tune", str(recipe), "--space", str(space_file), *args, "--output", str(out))
+    return result, out
+
+
+def test_a_diverging_trial_is_recorded_as_failed_and_the_study_goes_on(tmp_path, run_cli) -> None:
+    # a learning rate of 1e12 makes the loss NaN, as the top of a learning-rate search may
+    space = '["optimizer.lr"]\ntype = "categorical"\nchoices = [1e12, 0.05, 0.02]\n'
+    result, out = tune_tiny(
+        tmp_path,
+        run_cli,
+        space,
+        "--sampler",
+        "grid",
+        "--trials",
+        "3",
+        "--set",
+        "experiment.epochs=2",
+    )
+    assert result.exit_code == 0, result.output
+    trials = {
+        t["params"]["optimizer.lr"]: t
+        for t in json.loads((out / "tune.json").read_text())["trials"]
+    }
+    assert trials[1e12]["state"] == "FAIL"
+    assert "became" in trials[1e12]["failure"]  # NonFiniteLossError's message, kept
+    assert trials[0.05]["state"] == trials[0.02]["state"] == "COMPLETE"
+    assert "3 trials (2 complete, 1 fail)" in result.output
+    # no trial evaluates (or prints) the test split
+    assert "test accuracy" not in result.output and "test (" not in result.output
+    for trial in trials.values():
+        if trial["state"] == "COMPLETE":
+            assert json.loads((Path(trial["run_dir"]) / "eval.json").read_text())["test"] is None
+
+
+def test_the_metric_direction_and_pruner_are_chosen(tmp_path, run_cli) -> None:
+    space = '["optimizer.lr"]\ntype = "float"\nlow = 0.01\nhigh = 0.1\n'
+    result, out = tune_tiny(
+        tmp_path,
+        run_cli,
+        space,
+        "--metric",
+        "val/loss",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--trials",
+        "2",
+        "--timeout",
+        "600",
+        "--set",
+        "experiment.epochs=1",
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "tune.json").read_text())
+    assert summary["metric"] == "val/loss" and summary["direction"] == "minimize"
+    values = [t["value"] for t in summary["trials"]]
+    assert summary["best"]["value"] == min(values)
+    runs = [json.loads((Path(t["run_dir"]) / "eval.json").read_text()) for t in summary["trials"]]
+    assert sorted(values) == sorted(r["val"]["loss"] for r in runs)
+
+
+def test_grid_sampling_needs_a_categorical_space(tmp_path, run_cli) -> None:
+    space = '["optimizer.lr"]\ntype = "float"\nlow = 0.01\nhigh = 0.1\n'
+    result, out = tune_tiny(tmp_path, run_cli, space, "--sampler", "grid")
+    assert (
+        result.exit_code == 2
+        and "--sampler grid needs categorical parameters only" in result.output
+    )
+    assert not out.exists()

@@ -103,6 +103,8 @@ class ImageFolder:
 
     @staticmethod
     def _classes(folder: Path) -> list[str]:
+        if not folder.exists():
+            raise DatasetError(f"imagefolder: {folder} does not exist")
         if not folder.is_dir():
             raise DatasetError(f"imagefolder: {folder} is not a directory of class subfolders")
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -39,6 +40,8 @@ the ``steps`` after a warm-up of ``warmup_steps`` steps."""
 _WARMUP_DOCS = """        warmup_epochs: length of the linear warm-up in epochs (0 for none).
         warmup_start_factor: learning-rate factor at the first warm-up step."""
 
+log = logging.getLogger("cvkit")
+
 
 def with_warmup(main: MainSchedule) -> Callable[..., LRScheduler]:
     """A scheduler factory ``(optimizer, *, epochs, steps_per_epoch, **params,
@@ -62,9 +65,17 @@ def with_warmup(main: MainSchedule) -> Callable[..., LRScheduler]:
     ) -> LRScheduler:
         total = epochs * steps_per_epoch
         warmup = round(warmup_epochs * steps_per_epoch)
-        if warmup < 0 or warmup >= total:
-            raise ValueError(
-                f"warmup_epochs={warmup_epochs} must be >= 0 and shorter than the run ({epochs} epochs)"
+        if warmup < 0:
+            raise ValueError(f"warmup_epochs={warmup_epochs} must be >= 0")
+        if warmup >= total:  # a short run (--set experiment.epochs=1): keep half to schedule
+            warmup = total // 2
+            log.warning(
+                "scheduler: warmup_epochs=%g is not shorter than this %d-epoch run; warming up "
+                "over its first half (%d of %d steps) instead",
+                warmup_epochs,
+                epochs,
+                warmup,
+                total,
             )
         if not 0 < warmup_start_factor <= 1:
             raise ValueError(f"warmup_start_factor={warmup_start_factor} must be in (0, 1]")

@@ -51,10 +51,13 @@ class CheckReport:
     stages: list[StageCheck]
 
 
-def check_recipe(path: Path, overrides: Sequence[str], registry: Registry) -> CheckReport:
-    """Validate the recipe at ``path`` and build and probe every stage's components (without
-    pretrained weights and with one step per epoch); CvkitError on the first failure."""
-    recipe = load_recipe(path, overrides, registry=registry)
+def check_recipe(
+    path: Path, overrides: Sequence[str], registry: Registry, unset: Sequence[str] = ()
+) -> CheckReport:
+    """Validate the recipe at ``path`` (without the ``unset`` keys, with the ``overrides``)
+    and build and probe every stage's components (without pretrained weights and with one
+    step per epoch); CvkitError on the first failure."""
+    recipe = load_recipe(path, overrides, registry=registry, unset=unset)
     dataset = build_dataset(recipe, registry)
     stages: list[tuple[StageSettings | None, Recipe]] = [
         (s, recipe.stage_recipe(s)) for s in recipe.stages

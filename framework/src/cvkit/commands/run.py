@@ -19,7 +19,13 @@ import attrs
 import torch
 
 from cvkit import distributed
-from cvkit.commands.rundir import environment, new_run_dir, run_lock, run_logging
+from cvkit.commands.rundir import (
+    environment,
+    new_run_dir,
+    run_lock,
+    run_logging,
+    write_status,
+)
 from cvkit.engine.build import build_dataset, build_model
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import load_checkpoint
@@ -63,12 +69,16 @@ def train(
     argv: Sequence[str] | None = None,
     callbacks: Sequence[Callback] = (),
     timeout_seconds: float = distributed.DEFAULT_TIMEOUT_SECONDS,
+    evaluate_test: bool = True,
+    unset: Sequence[str] = (),
 ) -> RunResult:
-    """Train the recipe at ``recipe_path`` in a new run directory (``output`` if given);
-    ``callbacks``: objects added to every stage's callbacks (for ``cvkit tune``).
+    """Train the recipe at ``recipe_path`` (without the keys ``unset`` names, with the
+    ``overrides``) in a new run directory (``output`` if given);
+    ``callbacks``: objects added to every stage's callbacks (for ``cvkit tune``);
+    ``evaluate_test``: False leaves the test split out of the final evaluation.
     ``timeout_seconds``: how long a process of a multi-process run waits for the others."""
     registry = registry or default_registry()
-    recipe = load_recipe(recipe_path, overrides, registry=registry)
+    recipe = load_recipe(recipe_path, overrides, registry=registry, unset=unset)
     device = _device(recipe, timeout_seconds)
     main = distributed.is_main()
     run_dir = (
@@ -81,7 +91,14 @@ def train(
                 run_dir / "recipe.toml", dump_recipe(recipe, f"resolved from {recipe_path}")
             )
             write_json(run_dir / "env.json", environment(registry, device, list(argv or sys.argv)))
-        return _execute(recipe, run_dir, registry, device, callbacks=tuple(callbacks))
+        return _execute(
+            recipe,
+            run_dir,
+            registry,
+            device,
+            callbacks=tuple(callbacks),
+            evaluate_test=evaluate_test,
+        )
 
 
 def _device(recipe: Recipe, timeout_seconds: float) -> torch.device:
@@ -99,13 +116,14 @@ def resume(
     registry: Registry | None = None,
     argv: Sequence[str] | None = None,
     timeout_seconds: float = distributed.DEFAULT_TIMEOUT_SECONDS,
+    unset: Sequence[str] = (),
 ) -> RunResult:
     """Finish the run in ``run_dir``: continue it from ``checkpoints/last.pt`` (start it
     again when it has none yet; for a multi-stage recipe, skip the finished stages), or,
     when it trained every epoch but has no eval.json, only evaluate it. A run is finished
     when its eval.json exists; resuming it is refused.
 
-    ``overrides`` that change the run's recipe are refused unless ``force``, and always for
+    ``overrides`` (and ``unset`` keys) that change the run's recipe are refused unless ``force``, and always for
     the keys in :data:`RESTORED_ON_RESUME`; the previous recipe.toml is kept as
     recipe.before-<time>.toml.
     """
@@ -119,7 +137,10 @@ def resume(
             "to train more"
         )
     original = load_recipe(recipe_file, (), registry=registry)
-    recipe = load_recipe(recipe_file, overrides, registry=registry) if overrides else original
+    changes = bool(overrides or unset)
+    recipe = (
+        load_recipe(recipe_file, overrides, registry=registry, unset=unset) if changes else original
+    )
     changed = recipe_differences(original, recipe)
     _check_changes(run_dir, changed, force)
     device = _device(recipe, timeout_seconds)
@@ -177,26 +198,40 @@ def _execute(
     device: torch.device,
     resuming: bool = False,
     callbacks: tuple[Callback, ...] = (),
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Train the recipe's stages in ``run_dir`` (locked by the caller) and write eval.json,
-    which marks the run finished."""
+    which marks the run finished; ``status.json`` says running, then finished, failed or
+    interrupted (see :func:`cvkit.commands.rundir.run_status`)."""
+    main = distributed.is_main()
     with run_logging(run_dir):
-        for folder in (run_dir, run_dir / "checkpoints") if distributed.is_main() else ():
+        for folder in (run_dir, run_dir / "checkpoints") if main else ():
             for leftover in remove_leftovers(folder):
                 log.info("removed %s, left by a write that was cut short", leftover)
+        if main:
+            write_status(run_dir, "running")
         try:
-            evaluation = _run_stages(recipe, run_dir, registry, device, resuming, callbacks)
+            evaluation = _run_stages(
+                recipe, run_dir, registry, device, resuming, callbacks, evaluate_test
+            )
         except KeyboardInterrupt as stop:
             signal_name = "SIGTERM" if isinstance(stop, Terminated) else "interrupted"
-            raise RunInterrupted(
-                f"{signal_name}; resume with: cvkit run --resume {run_dir}",
-                exit_code=getattr(stop, "exit_code", 130),
-            ) from None
+            message = f"{signal_name}; resume with: cvkit run --resume {run_dir}"
+            if main:
+                write_status(run_dir, "interrupted", message)
+            raise RunInterrupted(message, exit_code=getattr(stop, "exit_code", 130)) from None
         except CvkitError as error:
             log.error("%s", error, extra={"file_only": True})  # the CLI prints it
+            if main:
+                write_status(run_dir, "failed", str(error))
             raise
-    if distributed.is_main():
+        except Exception as error:  # a bug: the traceback follows, the run says it failed
+            if main:
+                write_status(run_dir, "failed", f"{type(error).__name__}: {error}")
+            raise
+    if main:
         write_json(run_dir / "eval.json", evaluation)
+        write_status(run_dir, "finished")
     return RunResult(run_dir, evaluation)
 
 
@@ -207,12 +242,15 @@ def _run_stages(
     device: torch.device,
     resuming: bool,
     callbacks: tuple[Callback, ...],
+    evaluate_test: bool = True,
 ) -> dict[str, Any]:
     """Train the recipe's stages in order (or the recipe itself as one stage); a finished
     stage (one with its eval.json) is skipped when resuming. Returns the run's evaluation:
     the last stage's, with every stage's under ``stages`` for a multi-stage recipe."""
     if not recipe.stages:
-        return _run_stage("", recipe, run_dir, registry, device, {}, resuming, callbacks)
+        return _run_stage(
+            "", recipe, run_dir, registry, device, {}, resuming, callbacks, evaluate_test
+        )
     stage_dirs = {stage.name: run_dir / "stages" / stage.name for stage in recipe.stages}
     inits = {
         stage.name: _resolve_init(stage, i, stage_dirs) for i, stage in enumerate(recipe.stages)
@@ -237,6 +275,7 @@ def _run_stages(
             inits[stage.name],
             resuming,
             callbacks,
+            evaluate_test,
         )
         if distributed.is_main():
             write_json(done, results[stage.name])
@@ -290,9 +329,12 @@ def _run_stage(
     init: dict[str, Path],
     resuming: bool,
     callbacks: tuple[Callback, ...],
+    evaluate_test: bool = True,
 ) -> dict[str, Any]:
     last = run_dir / "checkpoints" / "last.pt"
     checkpoint = (last, load_checkpoint(last)) if resuming and last.is_file() else None
     procedure = registry.build(recipe.procedure)
-    stage = StageContext(name, recipe, run_dir, registry, device, init, checkpoint, callbacks)
+    stage = StageContext(
+        name, recipe, run_dir, registry, device, init, checkpoint, callbacks, evaluate_test
+    )
     return procedure.run(stage)

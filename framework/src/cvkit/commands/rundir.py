@@ -1,13 +1,15 @@
 """Run directories: where they go, the environment record, and the run's log.
 
 Layout of ``<output_dir>/<experiment>/<YYYYmmdd-HHMMSS>-<id>/``: ``recipe.toml`` (resolved),
-``env.json``, ``run.log``, ``metrics.jsonl``, ``tensorboard/``, ``checkpoints/{last,best}.pt``,
-``eval.json``. A run never writes into a directory that holds something already.
+``env.json``, ``status.json``, ``run.log``, ``metrics.jsonl``, ``tensorboard/``,
+``checkpoints/{last,best}.pt``, ``eval.json``. A run never writes into a directory that
+holds something already.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -28,6 +30,7 @@ except ImportError:  # Windows
 
 from cvkit import distributed
 from cvkit.errors import CvkitError
+from cvkit.files import write_json
 from cvkit.registry.registry import Registry
 from cvkit.version import __version__
 
@@ -90,6 +93,54 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         stream.write(f"cvkit process {os.getpid()} on {platform.node()}\n")
         stream.flush()
         yield
+
+
+STATUSES = ("running", "finished", "failed", "interrupted", "stopped", "unknown")
+"""What :func:`run_status` may say: ``status.json``'s word, ``stopped`` for a run that says
+running but whose process is gone (killed), ``unknown`` for a directory without one."""
+
+
+def write_status(run_dir: Path, status: str, reason: str | None = None) -> None:
+    """Record ``status`` (running, finished, failed or interrupted) and why, with the time,
+    in ``run_dir/status.json``."""
+    write_json(
+        run_dir / "status.json",
+        {"status": status, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},
+    )
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """``{"status", "reason", "time"}`` of the run in ``run_dir`` (one of :data:`STATUSES`):
+    its status.json, except that a run recorded as running whose lock nobody holds was
+    stopped without a word (SIGKILL, a power cut); a directory without status.json (written
+    by an older cvkit) is finished when it has eval.json, else unknown."""
+    try:
+        record = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        finished = (run_dir / "eval.json").is_file()
+        return {"status": "finished" if finished else "unknown", "reason": None, "time": None}
+    if record.get("status") == "running" and not _locked(run_dir):
+        return record | {
+            "status": "stopped",
+            "reason": f"its process ended without a word; cvkit run --resume {run_dir} continues it",
+        }
+    return record
+
+
+def _locked(run_dir: Path) -> bool:
+    """Whether a process holds the lock of ``run_dir`` (see :func:`run_lock`)."""
+    if fcntl is None:
+        return True  # no locks here: believe status.json
+    try:
+        with (run_dir / ".lock").open("a+", encoding="utf-8") as stream:
+            try:
+                fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 def git_revision(folder: Path) -> str | None:

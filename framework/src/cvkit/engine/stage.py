@@ -58,6 +58,8 @@ class StageContext:
         checkpoint: (path, state) of the stage's last checkpoint when resuming, else None.
         callbacks: callback objects added to the recipe's by the caller (``cvkit tune``
             reports each epoch's validation accuracy to its study through one).
+        evaluate_test: evaluate the test split at the end (``cvkit tune`` does not, so
+            that no one tunes on it; eval.json's ``test`` is then null).
     """
 
     name: str
@@ -68,6 +70,7 @@ class StageContext:
     init: Mapping[str, Path] = attrs.field(factory=dict)
     checkpoint: tuple[Path, dict[str, Any]] | None = None
     callbacks: tuple[Callback, ...] = ()
+    evaluate_test: bool = True
 
 
 def load_initial_weights(model: nn.Module, init: Mapping[str, Path], where: str) -> None:
@@ -119,6 +122,8 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     if distributed.rank() > 0:  # the same initial weights, then each process its own stream
         seed_everything(recipe.experiment.seed + distributed.rank())
     loop, test_loader = _training_loop(stage, dataset, splits, components)
+    if not stage.evaluate_test:
+        test_loader = None
     if stage.checkpoint is not None:
         loop.load_state_dict(stage.checkpoint[1], stage.checkpoint[0])
         log.info("resuming %s at epoch %d, batch %d", stage.run_dir, loop.epoch + 1, loop.batch)

@@ -513,12 +513,19 @@ class TrainingLoop:
         value = self._loss_sum
         if distributed.any_rank(not math.isfinite(value)):
             where = "" if not math.isfinite(value) else " in another process"
+            fp32 = "" if self.autocast_dtype is None else " or train in fp32"
             raise NonFiniteLossError(
                 f"training loss became {value if not where else 'non-finite'}{where} in epoch "
-                f"{self.epoch + 1} (by step {self.step}); "
-                "stopped, the last good checkpoint is kept. Lower the learning rate, clip gradients "
-                "([trainer] clip_grad_norm) or use fp32"
+                f"{self.epoch + 1} (by step {self.step}); stopped, {self._kept()}. Lower the "
+                f"learning rate, clip gradients ([trainer] clip_grad_norm){fp32}"
             )
+
+    def _kept(self) -> str:
+        """What a stop on a non-finite value leaves behind, truthfully."""
+        last = self.run_dir / "checkpoints" / "last.pt" if self.run_dir is not None else None
+        if last is not None and last.is_file():
+            return f"{last} (the last good checkpoint) is kept"
+        return "no checkpoint had been written yet"
 
     # -- callbacks -------------------------------------------------------------------------
 
@@ -584,8 +591,8 @@ class TrainingLoop:
         )
         raise NonFiniteLossError(
             f"the {what} became non-finite in epoch {self.epoch + 1} (by step {self.step}); "
-            "stopped before saving this epoch. Lower the learning rate or clip gradients "
-            "([trainer] clip_grad_norm)"
+            f"stopped before saving this epoch, {self._kept()}. Lower the learning rate or "
+            "clip gradients ([trainer] clip_grad_norm)"
         )
 
     def checkpointable(self) -> str | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from cvkit.errors import RecipeError
-from cvkit.recipe.overrides import apply_override
+from cvkit.recipe.overrides import apply_override, apply_unset
 from cvkit.recipe.reading import RawRecipe, deep_merge, read_recipe
 from cvkit.recipe.schema import Recipe, stage_order_problems
 from cvkit.registry.registry import Registry
@@ -34,9 +35,34 @@ def _stages_over_top_level(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, "stages": merged}
 
 
+CWD_RELATIVE_PATHS = ("experiment.output_dir",)
+"""Path keys left as written, relative to the working directory wherever they are written:
+runs go where the command runs, not next to a shared recipe file."""
+
+
+def path_resolver(raw: RawRecipe) -> Callable[[str, Path], Path]:
+    """Makes a recipe's path values absolute: relative to the directory of the recipe file
+    that wrote the key (a file it ``extends`` for the keys that file wrote), and relative to
+    the working directory for ``--set`` values; :data:`CWD_RELATIVE_PATHS` stay as written."""
+
+    def resolve(key: str, path: Path) -> Path:
+        if key in CWD_RELATIVE_PATHS:
+            return path
+        path = path.expanduser()
+        if path.is_absolute():
+            return Path(os.path.normpath(path))
+        origin = raw.locate(key).file
+        written_in_file = not origin.startswith("--set") and Path(origin).is_file()
+        base = Path(origin).parent if written_in_file else Path.cwd()
+        return Path(os.path.normpath(base.absolute() / path))
+
+    return resolve
+
+
 def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
-    """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its location."""
-    validator = Validator(registry.lookup, locate=raw.where)
+    """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its
+    location. Path values come out absolute (see :func:`path_resolver`)."""
+    validator = Validator(registry.lookup, locate=raw.where, resolve_path=path_resolver(raw))
     recipe = validator.value(_stages_over_top_level(raw.data), Recipe, "")
     for key, message in stage_order_problems(raw.data.get("stages")):
         validator.problem(key, message)
@@ -45,10 +71,19 @@ def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, registry: Registry) -> Recipe:
-    """Read the recipe at ``path``, apply the ``--set`` ``overrides`` and validate it against
-    ``registry``; RecipeError lists every problem with its file, line and key."""
+def load_recipe(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    registry: Registry,
+    unset: Sequence[str] = (),
+) -> Recipe:
+    """Read the recipe at ``path``, remove the ``--unset`` keys ``unset``, apply the
+    ``--set`` ``overrides`` and validate it against ``registry``; RecipeError lists every
+    problem with its file, line and key."""
     raw = read_recipe(path)
+    for key in unset:
+        apply_unset(raw, key)
     for assignment in overrides:
         apply_override(raw, assignment)
     return validate_recipe(raw, registry)

@@ -58,12 +58,19 @@ class Validator:
     """Validates raw TOML data against parameters, collecting :class:`Problem` s.
 
     ``lookup`` resolves nested component tables; ``locate`` turns a dotted key into the
-    location stored on each :class:`ComponentSpec` for later error messages.
+    location stored on each :class:`ComponentSpec` for later error messages;
+    ``resolve_path(key, path)`` makes a path-typed value absolute (default: as given).
     """
 
-    def __init__(self, lookup: ComponentLookup, locate: Callable[[str], str] = str) -> None:
+    def __init__(
+        self,
+        lookup: ComponentLookup,
+        locate: Callable[[str], str] = str,
+        resolve_path: Callable[[str, Path], Path] = lambda key, path: path,
+    ) -> None:
         self.lookup = lookup
         self.locate = locate
+        self.resolve_path = resolve_path
         self.problems: list[Problem] = []
 
     def problem(self, key: str, message: str) -> None:
@@ -237,7 +244,9 @@ class Validator:
         if annotation is str:
             return value if isinstance(value, str) else self._wrong(key, "str", value)
         if isinstance(annotation, type) and issubclass(annotation, Path):
-            return Path(value) if isinstance(value, str | Path) else self._wrong(key, "path", value)
+            if not isinstance(value, str | Path):
+                return self._wrong(key, "path", value)
+            return self.resolve_path(key, Path(value))
         if isinstance(annotation, type) and not isinstance(value, annotation):
             return self._wrong(key, format_type(annotation), value)
         return value

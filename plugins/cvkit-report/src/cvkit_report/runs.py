@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from cvkit import CvkitError, flat_settings
+from cvkit import CvkitError, flat_settings, run_status
 
 STEP_SCALARS = ("step/lr", "step/loss", "step/images_per_second", "step/grad_norm")
 """Per-step TensorBoard scalars a report plots when the run logged them."""
@@ -31,6 +31,8 @@ class RunRecord:
             "" without stages) and ``global_epoch`` (epochs counted across stages).
         stage_ends: (name, global epoch, global step) at which each stage but the last ended.
         steps: per-step scalars from TensorBoard, name -> [(global step, value)].
+        status: ``cvkit.run_status``: running, finished, failed, interrupted, stopped
+            (killed) or unknown, with the reason.
     """
 
     path: Path
@@ -39,6 +41,7 @@ class RunRecord:
     epochs: list[dict[str, Any]]
     stage_ends: list[tuple[str, int, int]]
     steps: dict[str, list[tuple[int, float]]]
+    status: dict[str, Any] = attrs.field(factory=dict)
 
     @property
     def name(self) -> str:
@@ -135,7 +138,7 @@ def read_run(path: Path) -> RunRecord:
         if lines:
             step_offset += int(lines[-1].get("step", 0))
         ends.append((name, len(epochs), step_offset))
-    return RunRecord(path, recipe, evaluation, epochs, ends[:-1], steps)
+    return RunRecord(path, recipe, evaluation, epochs, ends[:-1], steps, run_status(path))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -29,6 +29,14 @@ COLUMNS = (
 ``wall_s`` seconds of training and validation, ``img_s`` mean training images per second."""
 
 
+def _status(run: RunRecord) -> str:
+    """finished, or the run's status with the epochs it trained: ``failed (0 epochs)``."""
+    status = run.status.get("status", "unknown")
+    if status == "finished" or (status == "unknown" and run.evaluation is not None):
+        return "finished"
+    return f"{status} ({len(run.epochs)} epochs)"
+
+
 def run_row(run: RunRecord) -> dict[str, Any]:
     """The fixed columns of ``run`` (None where the run did not record a value)."""
     evaluation = run.evaluation or {}
@@ -40,9 +48,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
     speeds = [e["images_per_second"] for e in run.epochs if e.get("images_per_second")]
     return {
         "run": run.name,
-        "status": "finished"
-        if run.evaluation is not None
-        else f"unfinished ({len(run.epochs)} epochs)",
+        "status": _status(run),
         "seed": evaluation.get("seed", run.recipe.get("experiment", {}).get("seed")),
         "params": model.get("trainable_parameters"),
         "flops": model.get("flops_per_image"),

@@ -39,6 +39,38 @@ __all__ = ["register_commands", "tune_command"]
     metavar="KEY=VALUE",
     help="Override a recipe value in every trial (repeatable).",
 )
+@click.option(
+    "--metric",
+    type=click.Choice(["val/acc", "val/top5", "val/loss"]),
+    default="val/acc",
+    show_default=True,
+    help="Validation metric each trial reports per epoch and is judged by at the end.",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["maximize", "minimize"]),
+    help="Whether larger --metric is better (default: minimize a loss, maximize the rest).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds (the running one finishes).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(["tpe", "random", "grid"]),
+    default="tpe",
+    show_default=True,
+    help="How values are proposed; grid: every combination of a categorical space once.",
+)
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    default="median",
+    show_default=True,
+    help="How trials are stopped early from their per-epoch metric.",
+)
 def tune_command(
     recipe: Path,
     space: Path,
@@ -47,13 +79,20 @@ def tune_command(
     study_name: str | None,
     output: Path | None,
     overrides: tuple[str, ...],
+    metric: str,
+    direction: str | None,
+    timeout: float | None,
+    sampler: str,
+    pruner: str,
 ) -> None:
-    """Search hyperparameters of RECIPE with Optuna (TPE sampler, median pruner).
+    """Search hyperparameters of RECIPE with Optuna (TPE sampler, median pruner by default).
 
-    Each trial is a run in <tune dir>/trial-<N>/ maximising validation accuracy; trials
-    that fall below the median of earlier ones at the same epoch are pruned. Writes
-    best.toml (the best trial's resolved recipe) and tune.json (every trial) to the tune
-    directory, runs/<experiment>-tune/<time>/ unless --output is given.
+    Each trial is a run in <tune dir>/trial-<N>/ judged by its validation --metric (the
+    test split is not evaluated while tuning); trials that fall behind earlier ones at the
+    same epoch are pruned, and trials whose loss becomes NaN or infinite are recorded as
+    failed while the study goes on. Writes best.toml (the best trial's resolved recipe) and
+    tune.json (every trial) to the tune directory, runs/<experiment>-tune/<time>/ unless
+    --output is given.
     """
     # Optuna and the training engine load when a study runs, not whenever cvkit starts.
     from cvkit_tune.tune import tune
@@ -67,12 +106,18 @@ def tune_command(
         study_name=study_name,
         output=output,
         registry=cli_registry(),
+        metric=metric,
+        direction=direction,
+        timeout=timeout,
+        sampler=sampler,
+        pruner=pruner,
     )
     best = summary["best"]
-    click.echo(f"study {summary['study']}: {len(summary['trials'])} trials in {summary['dir']}")
-    click.echo(
-        f"best: trial {best['trial']}, {summary['metric']} {best['value']:.2%}, {best['params']}"
-    )
+    states = [t["state"] for t in summary["trials"]]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    click.echo(f"study {summary['study']}: {len(states)} trials ({counts}) in {summary['dir']}")
+    value = f"{best['value']:.4f}" if summary["metric"] == "val/loss" else f"{best['value']:.2%}"
+    click.echo(f"best: trial {best['trial']}, {summary['metric']} {value}, {best['params']}")
     click.echo(f"best recipe: {summary['best_recipe']}")
 
 

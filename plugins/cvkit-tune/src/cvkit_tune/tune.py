@@ -1,11 +1,15 @@
 """``cvkit tune``: hyperparameter search over a recipe with Optuna.
 
 Each trial is a ``cvkit run`` of the recipe with the sampled values set (as ``--set``
-would), in ``<tune dir>/trial-<N>/``. Optuna's TPE sampler proposes the values; its median
-pruner stops a trial whose validation accuracy after an epoch is below the median of
-earlier trials at that epoch. The study lives in ``<tune dir>/study.db`` (SQLite) unless
-``storage`` names another Optuna storage (e.g. a PostgreSQL URL shared by several
-machines, each running ``cvkit tune`` with the same ``--storage`` and ``--study-name``).
+would), in ``<tune dir>/trial-<N>/``, without the final evaluation on the test split (so no
+one tunes on it). Optuna's sampler (TPE by default, random, or a grid over categorical
+spaces) proposes the values; its pruner (median by default, Hyperband, or none) stops a
+trial whose validation metric after an epoch is worse than the earlier trials' at that
+epoch. A trial whose loss or weights become NaN or infinite (normal in a learning-rate
+search) is recorded as failed, with the reason, and the study goes on. The study lives
+in ``<tune dir>/study.db`` (SQLite) unless ``storage`` names another Optuna storage (e.g.
+a PostgreSQL URL shared by several machines, each running ``cvkit tune`` with the same
+``--storage`` and ``--study-name``).
 The best trial's recipe is written to ``<tune dir>/best.toml``.
 
 The search space is a TOML file with one table per recipe key::
@@ -37,6 +41,7 @@ import tomli_w
 from cvkit import (
     Callback,
     CvkitError,
+    NonFiniteLossError,
     Priority,
     Registry,
     TrainerView,
@@ -50,9 +55,42 @@ from cvkit import (
 
 log = logging.getLogger("cvkit")
 
-METRIC = "val/acc"
-"""What a trial maximises: validation top-1 accuracy, per epoch for pruning and of the
-final evaluation (the best checkpoint's) for the trial's value."""
+METRICS = {"val/acc": "top1", "val/top5": "top5", "val/loss": "loss"}
+"""What a trial may optimise (``--metric``): a validation metric reported after every
+epoch for pruning, and the trial's value: its final evaluation's (eval.json ``val``)."""
+
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+def default_direction(metric: str) -> str:
+    """'minimize' for a loss, else 'maximize'."""
+    return "minimize" if metric.endswith("loss") else "maximize"
+
+
+def make_sampler(name: str, space: Sequence[SearchParameter], seed: int) -> Any:
+    """Optuna's sampler ``name`` (one of :data:`SAMPLERS`), seeded with ``seed``; 'grid'
+    tries every combination of a space of categorical parameters once."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    numeric = [p.key for p in space if p.type != "categorical"]
+    if numeric:
+        raise CvkitError(
+            f"--sampler grid needs categorical parameters only; {', '.join(numeric)} "
+            "are numeric (give them choices, or use tpe or random)"
+        )
+    return optuna.samplers.GridSampler({p.key: list(p.choices) for p in space}, seed=seed)
+
+
+def make_pruner(name: str) -> Any:
+    """Optuna's pruner ``name`` (one of :data:`PRUNERS`)."""
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
 
 
 @attrs.frozen
@@ -137,19 +175,19 @@ def assignment(key: str, value: Any) -> str:
 
 
 class ReportToTrial(Callback):
-    """Reports validation accuracy to an Optuna trial after every epoch (counted across
-    stages) and stops the run when the trial's pruner says so."""
+    """Reports the validation ``metric`` to an Optuna trial after every epoch (counted
+    across stages) and stops the run when the trial's pruner says so."""
 
     priority = Priority.VERY_LOW  # after early stopping, which may end the run anyway
 
-    def __init__(self, trial: optuna.Trial) -> None:
-        self.trial = trial
+    def __init__(self, trial: optuna.Trial, metric: str = "val/acc") -> None:
+        self.trial, self.metric = trial, metric
         self.step = 0
         self.pruned = False
 
     def on_epoch_end(self, trainer: TrainerView) -> None:
         self.step += 1
-        value = trainer.metrics.get(METRIC)
+        value = trainer.metrics.get(self.metric)
         if value is None:
             return
         self.trial.report(value, self.step)
@@ -158,7 +196,7 @@ class ReportToTrial(Callback):
                 "trial %d pruned after epoch %d (%s %.4f)",
                 self.trial.number,
                 self.step,
-                METRIC,
+                self.metric,
                 value,
             )
             self.pruned = True
@@ -175,28 +213,41 @@ def tune(
     storage: str | None = None,
     study_name: str | None = None,
     output: Path | None = None,
+    metric: str = "val/acc",
+    direction: str | None = None,
+    timeout: float | None = None,
+    sampler: str = "tpe",
+    pruner: str = "median",
 ) -> dict[str, Any]:
-    """Run ``trials`` trials of a study over ``recipe_path`` and ``space_path``; returns the
-    summary also written to ``<tune dir>/tune.json`` (best value, parameters, recipe file)."""
+    """Run ``trials`` trials (fewer when ``timeout`` seconds pass first) of a study over
+    ``recipe_path`` and ``space_path``, optimising ``metric`` (one of :data:`METRICS`) in
+    ``direction`` (default: :func:`default_direction`); returns the summary also written
+    to ``<tune dir>/tune.json`` (best value, parameters, recipe file)."""
     if trials < 1:
         raise CvkitError(f"--trials {trials}: expected at least 1")
+    if metric not in METRICS:
+        raise CvkitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
+    chosen_direction = optuna.study.StudyDirection[
+        (direction or default_direction(metric)).upper()
+    ]
     space = read_space(space_path)
     recipe = load_recipe(recipe_path, overrides, registry=registry)
     check_space(recipe_path, space, overrides, registry)
+    chosen_sampler = make_sampler(sampler, space, recipe.experiment.seed)
     folder = new_run_dir(recipe.experiment.output_dir, f"{recipe.experiment.name}-tune", output)
     storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     study = optuna.create_study(
         study_name=study_name or recipe.experiment.name,
         storage=storage,
         load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=recipe.experiment.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        direction=chosen_direction,
+        sampler=chosen_sampler,
+        pruner=make_pruner(pruner),
     )
-    objective = Objective(recipe_path, space, overrides, folder, registry)
-    study.optimize(objective, n_trials=trials, catch=())
-    summary = summarise(study, storage, folder)
-    write_best_recipe(study, recipe_path, overrides, folder / "best.toml", registry)
+    objective = Objective(recipe_path, space, overrides, folder, registry, metric)
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    summary = summarise(study, storage, folder, metric)
+    write_best_recipe(study, recipe_path, overrides, folder / "best.toml", registry, metric)
     write_json(folder / "tune.json", summary | {"best_recipe": str(folder / "best.toml")})
     return summary | {"best_recipe": str(folder / "best.toml"), "dir": str(folder)}
 
@@ -216,27 +267,37 @@ def check_space(
 
 @attrs.frozen
 class Objective:
-    """One trial: a run of the recipe with the sampled values, in ``<folder>/trial-<N>/``;
-    its value is the final evaluation's validation top-1 accuracy."""
+    """One trial: a run of the recipe with the sampled values, in ``<folder>/trial-<N>/``,
+    without the test split; its value is ``metric`` of the final evaluation's validation
+    split. A run stopped on a NaN or infinite value returns NaN, which Optuna records as a
+    failed trial (the reason is the trial's ``failure`` attribute)."""
 
     recipe_path: Path
     space: Sequence[SearchParameter]
     overrides: Sequence[str]
     folder: Path
     registry: Registry
+    metric: str = "val/acc"
 
     def __call__(self, trial: optuna.Trial) -> float:
         values = {p.key: p.suggest(trial) for p in self.space}
         sets = [*self.overrides, *(assignment(k, v) for k, v in values.items())]
-        report = ReportToTrial(trial)
-        result = train(
-            self.recipe_path,
-            overrides=sets,
-            output=self.folder / f"trial-{trial.number}",
-            registry=self.registry,
-            callbacks=[report],
-        )
-        trial.set_user_attr("run_dir", str(result.run_dir))
+        report = ReportToTrial(trial, self.metric)
+        run_dir = self.folder / f"trial-{trial.number}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        try:
+            result = train(
+                self.recipe_path,
+                overrides=sets,
+                output=run_dir,
+                registry=self.registry,
+                callbacks=[report],
+                evaluate_test=False,
+            )
+        except NonFiniteLossError as error:
+            trial.set_user_attr("failure", str(error))
+            log.warning("trial %d failed: %s", trial.number, error)
+            return math.nan
         if report.pruned:
             raise optuna.TrialPruned()
         val = result.evaluation.get("val")
@@ -244,10 +305,12 @@ class Objective:
             raise CvkitError(
                 f"{self.recipe_path}: cvkit tune needs a validation split (data.val_split > 0)"
             )
-        return float(val["top1"])
+        return float(val[METRICS[self.metric]])
 
 
-def summarise(study: optuna.Study, storage: str, folder: Path) -> dict[str, Any]:
+def summarise(
+    study: optuna.Study, storage: str, folder: Path, metric: str = "val/acc"
+) -> dict[str, Any]:
     """The study's best trial and every trial's state, value, parameters and run directory;
     CvkitError naming the tune directory ``folder`` when no trial completed."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -257,7 +320,8 @@ def summarise(study: optuna.Study, storage: str, folder: Path) -> dict[str, Any]
     return {
         "study": study.study_name,
         "storage": storage,
-        "metric": METRIC,
+        "metric": metric,
+        "direction": study.direction.name.lower(),
         "best": {"trial": best.number, "value": best.value, "params": best.params},
         "trials": [
             {
@@ -266,6 +330,7 @@ def summarise(study: optuna.Study, storage: str, folder: Path) -> dict[str, Any]
                 "value": t.value,
                 "params": t.params,
                 "run_dir": t.user_attrs.get("run_dir"),
+                "failure": t.user_attrs.get("failure"),
             }
             for t in study.trials
         ],
@@ -278,13 +343,14 @@ def write_best_recipe(
     overrides: Sequence[str],
     path: Path,
     registry: Registry,
+    metric: str = "val/acc",
 ) -> None:
     """The best trial's resolved recipe, with a header saying how it was found."""
     best = study.best_trial
     best_sets = [*overrides, *(assignment(k, v) for k, v in best.params.items())]
     header = (
         f"best of {len(study.trials)} trials of study {study.study_name!r} over {recipe_path}: "
-        f"trial {best.number}, {METRIC} {best.value:.4f}\n"
+        f"trial {best.number}, {metric} {best.value:.4f}\n"
         + "\n".join(f"--set {s}" for s in best_sets)
     )
     write_text_atomic(
