@@ -20,7 +20,7 @@ $(STAMP): framework/pyproject.toml $(wildcard plugins/*/pyproject.toml) constrai
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c constraints.txt \
-		-e "./framework[testing]" $(foreach p,$(PLUGINS),-e ./$(p)) $(DEV_TOOLS)
+		-e "./framework[testing,onnx]" $(foreach p,$(PLUGINS),-e ./$(p)) $(DEV_TOOLS)
 	touch $(STAMP)
 
 quickstart: $(STAMP)

@@ -20,6 +20,7 @@ CORE = ROOT / "framework" / "src"
 LAYERS: list[list[str]] = [
     ["cvkit.version", "cvkit.errors"],
     ["cvkit.files", "cvkit.hookspecs", "cvkit.distributed"],
+    ["cvkit.progress"],
     ["cvkit.registry"],
     ["cvkit.recipe"],
     ["cvkit.data", "cvkit.models"],

@@ -141,7 +141,7 @@ def test_imagefolder_of_mixed_sizes_needs_image_size(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("layout", "message"),
     [
-        ("missing", "is not a directory of class subfolders"),
+        ("missing", "data does not exist"),
         ("no_classes", "Couldn't find any class folder"),
         ("empty_class", "Found no valid file for the classes"),
         ("other_classes", "class folders of"),

@@ -358,7 +358,7 @@ CASES = [
         "cannot decode image {box}/folder_corrupt/b/bad.png",
     ),
     Case("an empty folder", folder("folder_empty"), "Couldn't find any class folder"),
-    Case("a missing folder", folder("folder_nowhere"), "is not a directory of class subfolders"),
+    Case("a missing folder", folder("folder_nowhere"), "folder_nowhere does not exist"),
     Case("images of two sizes", folder("folder_mixed"), "set image_size to resize them all"),
     Case(
         "test classes that differ",

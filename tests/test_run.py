@@ -479,3 +479,93 @@ def test_the_run_directory_records_its_status(tiny_recipe, run_cli, tmp_path) ->
     assert finished.exit_code == 0, finished.output
     assert run_status(tmp_path / "ok")["status"] == "finished"
     assert run_status(tmp_path)["status"] == "unknown"  # not a run directory
+
+
+def test_predict_with_an_ensemble_tta_topk_and_json(
+    finished, registry, tmp_path, run_cli, caplog
+) -> None:
+    from cvkit.builtins.synthetic import SyntheticImages
+    from cvkit.commands.evaluate import evaluate
+
+    run, recipe = finished[0].run_dir, finished[1]
+    unflipped = train(  # a second member, trained without the flip augmentation
+        recipe, unset=["augment.train[1]"], output=tmp_path / "unflipped", registry=registry
+    ).run_dir
+    test = SyntheticImages(
+        num_classes=4, image_size=8, train_size=96, test_size=32, noise=0.3
+    ).load("test")
+    np.save(tmp_path / "test.npy", test.images.permute(0, 2, 3, 1).numpy())
+    out = tmp_path / "p.json"
+    result = run_cli(
+        "predict",
+        str(run),
+        str(unflipped),
+        str(tmp_path / "test.npy"),
+        "--out",
+        str(out),
+        "--ensemble",
+        "--tta",
+        "flip",
+        "--topk",
+        "3",
+        "--batch-size",
+        "5",
+        "--device",
+        "cpu",
+        "--probs",
+    )
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("--tta flip")]
+    assert len(warned) == 1 and str(unflipped) in warned[0] and "without a flip" in warned[0]
+    rows = json.loads(out.read_text())
+    assert len(rows) == 32 and [r["id"] for r in rows] == [str(i) for i in range(32)]
+    for row in rows:
+        probs = sorted(row["probs"].values(), reverse=True)
+        assert [t["prob"] for t in row["top"]] == pytest.approx(probs[:3], abs=1e-6)
+        assert row["label"] == row["top"][0]["label"] and sum(probs) == pytest.approx(1, abs=1e-4)
+    # the same soft vote as cvkit eval's on the same images
+    accuracy = np.mean(
+        [r["label"] == f"class_{int(y)}" for r, y in zip(rows, test.labels, strict=True)]
+    )
+    voted = evaluate([run, unflipped], ensemble=True, tta=["flip"], registry=registry)
+    assert accuracy == pytest.approx(voted["test"]["top1"])
+    lines = tmp_path / "p.jsonl"
+    assert (
+        run_cli("predict", str(run), str(tmp_path / "test.npy"), "--out", str(lines)).exit_code == 0
+    )
+    assert len(lines.read_text().splitlines()) == 32
+    csv_out = tmp_path / "top.csv"
+    run_cli("predict", str(run), str(tmp_path / "test.npy"), "--out", str(csv_out), "--topk", "2")
+    assert next(csv.reader(csv_out.open())) == ["id", "label", "prob", "label_2", "prob_2"]
+    several = run_cli(
+        "predict",
+        str(run),
+        str(unflipped),
+        str(tmp_path / "test.npy"),
+        "--out",
+        str(tmp_path / "x.csv"),
+    )
+    assert several.exit_code == 2 and "add --ensemble" in several.stderr
+
+
+def test_predict_reads_a_folder_in_chunks(finished, tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    import cvkit.commands.predict as predicting
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(7):
+        Image.fromarray(np.full((8, 8, 3), 30 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    whole = tmp_path / "whole.csv"
+    predicting.predict(finished[0].run_dir, folder, whole, probabilities=True)
+    decoded = []
+    decode = predicting.decode_image_file
+    monkeypatch.setattr(predicting, "decode_image_file", lambda *a: decoded.append(a) or decode(*a))
+    monkeypatch.setattr(predicting, "CHUNK_IMAGES", 3)
+    count, chunks = predicting.input_chunks(folder, 3)
+    assert count == 7 and not decoded  # nothing decoded before it is needed
+    assert [len(ids) for _, ids in chunks] == [3, 3, 1]
+    chunked = tmp_path / "chunked.csv"
+    predicting.predict(finished[0].run_dir, folder, chunked, probabilities=True)
+    assert chunked.read_text() == whole.read_text()

@@ -133,7 +133,8 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     cvkit eval RUN_DIR            re-evaluate a run or checkpoint (--ensemble, --tta)
     cvkit tune RECIPE             hyperparameter search with Optuna (plugin cvkit-tune)
     cvkit study STUDY.toml        seeds x variants with statistics (plugin cvkit-study)
-    cvkit predict CKPT INPUT      predict classes of images into a CSV file
+    cvkit predict CKPT INPUT      predict classes of images (CSV or JSON; --ensemble, --tta)
+    cvkit export CKPT --format F  TorchScript, ExportedProgram or ONNX, preprocessing included
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
     cvkit plugins                 installed plugins, what each provides, load errors
@@ -410,13 +411,14 @@ def check_command(
 
 
 def _echo_metrics(evaluation: dict[str, Any]) -> None:
+    weights = f", {evaluation['weights']} weights" if evaluation.get("weights") else ""
     for split in ("val", "test"):
         metrics = evaluation.get(split)
         if metrics:
             timing = f" in {metrics['seconds']:.2f} s" if "seconds" in metrics else ""
             click.echo(
                 f"{split} accuracy: {metrics['top1']:.2%}  (top-5 {metrics['top5']:.2%}, loss {metrics['loss']:.4f}, "
-                f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['samples']} images{timing})"
+                f"macro-F1 {metrics['macro_f1']:.4f}, {metrics['samples']} images{timing}{weights})"
             )
 
 
@@ -629,15 +631,20 @@ def _echo_calibration(report: dict[str, Any] | None) -> None:
 
 
 @cli.command("predict")
-@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|RUN_DIR")
-@click.argument("inputs", type=click.Path(path_type=Path), metavar="INPUT")
+@click.argument(
+    "checkpoints",
+    nargs=-1,
+    required=True,
+    type=click.Path(path_type=Path),
+    metavar="CHECKPOINT|RUN_DIR... INPUT",
+)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, dir_okay=False),
     required=True,
-    help="CSV file to write.",
+    help="File to write: CSV, or JSON (.json: a list; .jsonl: one object per line).",
 )
-@click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option("--probs", is_flag=True, help="Add every class's probability.")
 @click.option(
     "--labels",
     type=click.Choice(["name", "index"]),
@@ -645,30 +652,116 @@ def _echo_calibration(report: dict[str, Any] | None) -> None:
     show_default=True,
     help="Write each label as the class name or as its index 0..K-1.",
 )
+@click.option(
+    "--topk",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Also write the next K-1 labels, each with its probability.",
+)
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Soft-vote several checkpoints, run directories or snapshot folders.",
+)
+@click.option(
+    "--tta",
+    default="",
+    metavar="VIEWS",
+    help="Test-time augmentation views, comma-separated: flip, crop, shift.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass.")
+@click.option(
+    "--device", help="Run on this device (cpu, cuda, cuda:N, mps) instead of the recipe's."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["csv", "json", "jsonl"]),
+    help="Output format (default: from --out's suffix, else csv).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 def predict_command(
-    checkpoint: Path, inputs: Path, out: Path, probs: bool, labels: str, overwrite: bool
+    checkpoints: tuple[Path, ...],
+    out: Path,
+    probs: bool,
+    labels: str,
+    topk: int,
+    ensemble: bool,
+    tta: str,
+    batch_size: int | None,
+    device: str | None,
+    output_format: str | None,
+    overwrite: bool,
 ) -> None:
-    """Predict classes of INPUT, writing CSV rows id,label (+ probabilities with --probs).
+    """Predict classes of INPUT with a trained model, writing one row per image.
 
-    INPUT is a folder of images, a .npy or .pt array of uint8 images, or a pickle holding an
-    array or a dict with 'data' (N x 3072 or N x H x W x C uint8) and 'ids', such as
-    cifar_test_nolabel.pkl. Images are resized to the size the model was trained at.
-    --labels index writes class indices in the order of the model's classes (for CIFAR-10:
-    0 airplane ... 9 truck), as a submission of integer labels needs.
+    INPUT (the last argument) is a folder of images (read in chunks, however large), a
+    .npy or .pt array of uint8 images, or a pickle holding an array or a dict with 'data'
+    (N x 3072 or N x H x W x C uint8) and 'ids', such as cifar_test_nolabel.pkl. Images are
+    resized to the size the model was trained at. Rows: id, label (+ prob and the next
+    labels with --topk, + one probability per class with --probs). --labels index writes
+    class indices in the order of the model's classes (for CIFAR-10: 0 airplane ... 9
+    truck), as a submission of integer labels needs. --ensemble and --tta as in cvkit eval.
     """
     from cvkit.commands.predict import predict
 
+    if len(checkpoints) < 2:
+        raise click.UsageError("give a CHECKPOINT (or run directory) and an INPUT")
+    *sources, inputs = checkpoints
     count = predict(
-        checkpoint,
+        sources,
         inputs,
         out,
         probabilities=probs,
         labels="index" if labels == "index" else "name",
         overwrite=overwrite,
         registry=_registry(),
+        ensemble=ensemble,
+        tta=[view for view in tta.split(",") if view],
+        topk=topk,
+        batch_size=batch_size,
+        device=device,
+        output_format=output_format,  # type: ignore[arg-type]  # click.Choice checked it
     )
     click.echo(f"wrote {count} predictions to {out}")
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path), metavar="CHECKPOINT|RUN_DIR")
+@click.option(
+    "--format",
+    "export_format",
+    type=click.Choice(["torchscript", "exported-program", "onnx"]),
+    required=True,
+    help="TorchScript (torch.jit), torch.export's ExportedProgram (.pt2), or ONNX (the onnx extra).",
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="File to write."
+)
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def export_command(checkpoint: Path, export_format: str, out: Path, overwrite: bool) -> None:
+    """Export a trained model with its preprocessing folded in, checked against the checkpoint.
+
+    The exported model takes float32 images (N, C, H, W) in [0, 1] of any size, resizes
+    them to the model's input size, normalises them as the recipe's augment.eval does and
+    returns logits (N, K). Before keeping the file, cvkit loads it back and compares its
+    logits with the checkpoint model's on random images (within 1e-5). <out>.json names
+    the classes and the input.
+    """
+    from cvkit.commands.export import export_model
+
+    sidecar = export_model(
+        checkpoint,
+        out,
+        export_format=export_format,  # type: ignore[arg-type]  # click.Choice checked it
+        overwrite=overwrite,
+        registry=_registry(),
+    )
+    click.echo(
+        f"wrote {out} ({export_format}, {len(sidecar['classes'])} classes; logits within "
+        f"{sidecar['max_abs_difference']:.1e} of the checkpoint's) and {out}.json"
+    )
 
 
 def _terminate(signum: int, frame: Any) -> None:

@@ -39,6 +39,12 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
             Path(temporary).unlink(missing_ok=True)
 
 
+def write_bytes_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Call ``write`` with a binary stream whose bytes replace ``path`` atomically (for
+    writers such as ``torch.jit.save`` or ``onnx.save_model``)."""
+    _write_atomic(path, write)
+
+
 def save_atomic(obj: Any, path: Path) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically (see the module docstring)."""
     import torch  # loads when a checkpoint is written: `cvkit --version` needs no torch

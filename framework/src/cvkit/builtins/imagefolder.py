@@ -15,6 +15,7 @@ from cvkit.data.images import decode_image_file
 from cvkit.data.tensors import ImageTensors, check_split
 from cvkit.errors import DatasetError
 from cvkit.hookspecs import Register, hookimpl
+from cvkit.progress import Meter
 from cvkit.registry.parameters import height_width
 
 
@@ -139,8 +140,14 @@ class ImageFolder:
         except FileNotFoundError as error:
             raise DatasetError(f"imagefolder: {error}") from error
         paths = [path for path, _ in samples]
-        with ThreadPoolExecutor(self.workers) as pool:
-            images = list(pool.map(self._decode, paths))
+        images = []
+        with (
+            ThreadPoolExecutor(self.workers) as pool,
+            Meter(f"decoding {folder}", len(paths)) as meter,
+        ):
+            for image in pool.map(self._decode, paths):
+                images.append(image)
+                meter.update()
         first = images[0].shape[1:]
         for path, image in zip(paths, images, strict=True):
             if image.shape[1:] != first:

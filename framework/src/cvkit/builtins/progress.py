@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Literal
 
+from tqdm import tqdm
+
 from cvkit.engine.callback import Callback, Priority, TrainerView
 from cvkit.hookspecs import Register, hookimpl
+from cvkit.progress import LOG_EVERY_SECONDS, Meter, configure
 
 log = logging.getLogger("cvkit")
 
 
 def epoch_summary(trainer: TrainerView) -> str:
-    """``epoch 3/10  train loss 0.5123 acc 82.14%  val loss ...  lr 0.041  2,345 img/s  12.3 s``."""
+    """``epoch 3/10  train loss 0.5123 acc 82.14%  val loss ...  lr 0.041  2,345 img/s  12.3 s``;
+    lr: the rate the epoch's first step trained with."""
     m = trainer.metrics
     parts = [
         f"epoch {trainer.epoch}/{trainer.epochs}",
@@ -29,61 +32,86 @@ def epoch_summary(trainer: TrainerView) -> str:
 
 
 class Progress(Callback):
-    """Progress display: a live line on a terminal, and one summary line per epoch.
+    """Progress display: a bar per epoch and one summary line per epoch.
 
-    The live line (epoch and step, running loss and accuracy, images/s, ETA) is drawn on
-    stderr only when it is a terminal, so logs and CI output get just the epoch summaries.
+    On a terminal, a tqdm bar per epoch: images done, percentage, rate, the epoch's time
+    remaining, the running loss and accuracy and the whole run's time remaining. When
+    stderr is not a terminal (nohup, SLURM, CI), the same as a log line every
+    ``log_every_seconds`` instead. Validation, the final evaluation and the first decoding
+    of a dataset show their own progress the same way (:mod:`cvkit.progress`).
 
     Args:
-        refresh_seconds: minimum time between redraws of the live line.
-        live: 'auto' (only on a terminal), 'always' or 'never'.
+        refresh_seconds: minimum time between updates of the running loss and accuracy
+            (each one waits for the device).
+        live: 'auto' (a bar on a terminal, log lines elsewhere), 'always' (a bar) or
+            'never' (log lines).
+        log_every_seconds: seconds between log lines when there is no bar (0: none).
     """
 
     priority = Priority.HIGHEST
     main_process_only = True  # rank 0 alone writes in a run of several processes
 
     def __init__(
-        self, refresh_seconds: float = 0.5, live: Literal["auto", "always", "never"] = "auto"
+        self,
+        refresh_seconds: float = 0.5,
+        live: Literal["auto", "always", "never"] = "auto",
+        log_every_seconds: float = LOG_EVERY_SECONDS,
     ) -> None:
         self.refresh_seconds, self.live = refresh_seconds, live
+        self.log_every_seconds = log_every_seconds
         self._last_draw = 0.0
+        self._meter: Meter | None = None
 
     def on_fit_start(self, trainer: TrainerView) -> None:
-        self.interactive = self.live == "always" or (self.live == "auto" and sys.stderr.isatty())
-        self._started, self._batches_at_start = time.perf_counter(), self._batches(trainer)
+        self._started, self._images_at_start = time.perf_counter(), self._images(trainer)
+        configure(self.live, self.log_every_seconds)  # validation and evaluation follow
 
     @staticmethod
-    def _batches(trainer: TrainerView) -> int:
-        """Batches trained since the run began (several per step with accumulate_steps)."""
-        return trainer.epoch * len(trainer.train_loader) + trainer.batch
+    def _epoch_images(trainer: TrainerView) -> int:
+        loader = trainer.train_loader
+        return min(len(loader) * loader.batch_size, loader.count)
+
+    def _images(self, trainer: TrainerView) -> int:
+        """Training images seen since the run began (every process's)."""
+        done = min(trainer.batch * trainer.train_loader.batch_size, self._epoch_images(trainer))
+        return trainer.epoch * self._epoch_images(trainer) + done
 
     def on_batch_end(self, trainer: TrainerView) -> None:
+        per_epoch = self._epoch_images(trainer)
+        done = min(trainer.batch * trainer.train_loader.batch_size, per_epoch)
+        if self._meter is None:
+            start = done - min(trainer.train_loader.batch_size, done)
+            self._meter = Meter(
+                f"epoch {trainer.epoch + 1}/{trainer.epochs}",
+                per_epoch,
+                live=self.live,
+                every_seconds=self.log_every_seconds,
+                initial=start,
+            )
         now = time.perf_counter()
-        if not self.interactive or now - self._last_draw < self.refresh_seconds:
-            return
-        self._last_draw = now
-        running = trainer.running_metrics()
-        per_epoch = len(trainer.train_loader)
-        done = self._batches(trainer) - self._batches_at_start
-        remaining = trainer.epochs * per_epoch - self._batches(trainer)
-        eta = (now - self._started) / done * remaining if done else 0.0
-        rate = done * trainer.train_loader.batch_size / (now - self._started)
-        line = (
-            f"epoch {trainer.epoch + 1}/{trainer.epochs} [{trainer.batch:>{len(str(per_epoch))}}/"
-            f"{per_epoch}]  loss {running['train/loss']:.4f}  acc {running['train/acc']:.2%}  "
-            f"{rate:,.0f} img/s  ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}"
-        )
-        sys.stderr.write(f"\r\033[K{line}")
-        sys.stderr.flush()
+        postfix = None
+        if now - self._last_draw >= self.refresh_seconds:
+            self._last_draw = now
+            running = trainer.running_metrics()
+            images = self._images(trainer) - self._images_at_start
+            remaining = trainer.epochs * per_epoch - self._images(trainer)
+            eta = (now - self._started) / images * remaining if images else 0.0
+            postfix = (
+                f"loss {running['train/loss']:.4f}, acc {running['train/acc']:.2%}, "
+                f"run ETA {tqdm.format_interval(eta)}"
+            )
+        self._meter.update(done - self._meter.count, postfix)
+        if trainer.batch == len(trainer.train_loader):  # validation shows its own progress
+            self._meter.close()
+            self._meter = None
 
     def on_epoch_end(self, trainer: TrainerView) -> None:
-        if self.interactive:
-            sys.stderr.write("\r\033[K")
         log.info(epoch_summary(trainer))
 
     def on_exception(self, trainer: TrainerView, error: BaseException) -> None:
-        if getattr(self, "interactive", False):
-            sys.stderr.write("\n")
+        if self._meter is not None:
+            self._meter.close()
+            self._meter = None
 
 
 @hookimpl

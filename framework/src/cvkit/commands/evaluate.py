@@ -28,7 +28,7 @@ from cvkit.registry.registry import Registry
 
 
 @attrs.frozen(eq=False)
-class _Member:
+class Member:
     """One model of an evaluation, with its recipe's evaluation augmentations."""
 
     trained: TrainedModel
@@ -48,6 +48,19 @@ def ensemble_members(source: Path) -> list[Path]:
     return [checkpoint_path(source)]
 
 
+def member_paths(sources: Path | Sequence[Path], ensemble: bool) -> list[Path]:
+    """The checkpoint files of ``sources`` (see :func:`ensemble_members`); CvkitError when
+    they are several without ``ensemble``."""
+    sources = [sources] if isinstance(sources, Path) else list(sources)
+    paths = [path for source in sources for path in ensemble_members(source)]
+    if len(paths) > 1 and not ensemble:
+        raise CvkitError(
+            f"{len(paths)} checkpoints given ({', '.join(map(str, sources))}); add --ensemble "
+            "to soft-vote them"
+        )
+    return paths
+
+
 def evaluate(
     sources: Path | Sequence[Path],
     *,
@@ -65,17 +78,10 @@ def evaluate(
     over the members, and the metrics use the log of the average as logits. ``overrides``
     apply to every member's recipe (``data.dataset.root=...`` points them at other data)."""
     registry = registry or default_registry()
-    sources = [sources] if isinstance(sources, Path) else list(sources)
     tta = check_tta(tta)
-    paths = [path for source in sources for path in ensemble_members(source)]
-    if len(paths) > 1 and not ensemble:
-        raise CvkitError(
-            f"{len(paths)} checkpoints given ({', '.join(map(str, sources))}); add --ensemble "
-            "to soft-vote them"
-        )
-    members = [_load_member(path, overrides, registry) for path in paths]
+    members = [load_member(path, overrides, registry) for path in member_paths(sources, ensemble)]
     first = members[0].trained
-    _check_classes(members)
+    check_classes(members)
     dataset = build_dataset(first.recipe, registry)
     if dataset.num_classes != len(first.classes):
         raise CheckpointError(
@@ -99,7 +105,7 @@ def evaluate(
             result[name] = None
             continue
         start = time.perf_counter()
-        outputs[name] = _soft_vote(members, split, device, tta)
+        outputs[name] = soft_vote(members, split, device, tta)
         seconds = time.perf_counter() - start  # the logits are on the CPU: synchronised
         result[name] = metrics_from_logits(*outputs[name], first.classes, seconds)
     result["calibration"] = (
@@ -108,13 +114,16 @@ def evaluate(
     return result
 
 
-def _load_member(path: Path, overrides: Sequence[str], registry: Registry) -> _Member:
+def load_member(path: Path, overrides: Sequence[str], registry: Registry) -> Member:
+    """The model of the checkpoint ``path`` (its recipe with ``overrides``) and its
+    evaluation augmentations."""
     trained = restore(path, registry, overrides)
     augment = build_augmentations(trained.recipe.augment.eval, registry, len(trained.classes))
-    return _Member(trained, augment)
+    return Member(trained, augment)
 
 
-def _check_classes(members: Sequence[_Member]) -> None:
+def check_classes(members: Sequence[Member]) -> None:
+    """CheckpointError unless every member has the first one's classes, in its order."""
     first = members[0].trained
     for member in members[1:]:
         if member.trained.classes != first.classes:
@@ -125,8 +134,8 @@ def _check_classes(members: Sequence[_Member]) -> None:
 
 
 @torch.no_grad()
-def _soft_vote(
-    members: Sequence[_Member], split: ImageTensors, device: torch.device, tta: Sequence[str]
+def soft_vote(
+    members: Sequence[Member], split: ImageTensors, device: torch.device, tta: Sequence[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log of the mean softmax over members and TTA views (N, K), and the labels (N,); for
     one member without TTA, its logits."""

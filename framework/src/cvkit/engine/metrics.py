@@ -3,6 +3,7 @@ macro precision, recall and F1 (a classification report)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from cvkit import distributed
 from cvkit.engine.device import autocast
+from cvkit.progress import Meter
 
 
 class Accumulator:
@@ -95,17 +97,22 @@ def evaluate_model(
     autocast_dtype: torch.dtype | None = None,
     *,
     combine_processes: bool = False,
+    progress: str | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` (in eval mode) over ``batches`` of (images, int64 labels).
     ``combine_processes``: each process of a multi-process run evaluated its part of the
-    split; the metrics are the whole split's, on every process."""
+    split; the metrics are the whole split's, on every process. ``progress``: show the
+    progress under this description (:class:`cvkit.progress.Meter`)."""
     was_training = model.training
     model.eval()
     accumulator = Accumulator(len(classes), device)
-    for images, labels in batches:
-        with autocast(device, autocast_dtype):
-            logits = model(images)
-        accumulator.update(logits, labels)
+    with Meter(progress, _count(batches)) if progress else contextlib.nullcontext() as meter:
+        for images, labels in batches:
+            with autocast(device, autocast_dtype):
+                logits = model(images)
+            accumulator.update(logits, labels)
+            if meter is not None:
+                meter.update(labels.shape[0])
     model.train(was_training)
     if combine_processes:
         distributed.all_reduce_sum_([accumulator.confusion, accumulator.top5, accumulator.loss])
@@ -120,23 +127,33 @@ def collect_logits(
     autocast_dtype: torch.dtype | None = None,
     *,
     combine_processes: bool = False,
+    progress: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (N, K) float32 and labels (N,) int64 of ``model`` (in eval mode) over
     ``batches``, on the CPU, in the batches' order. ``combine_processes``: each process of
     a multi-process run went through its contiguous part of the split; every process gets
-    the whole split's, in order."""
+    the whole split's, in order. ``progress``: as :func:`evaluate_model`."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
-    for images, targets in batches:
-        with autocast(device, autocast_dtype):
-            logits.append(model(images).float())
-        labels.append(targets)
+    with Meter(progress, _count(batches)) if progress else contextlib.nullcontext() as meter:
+        for images, targets in batches:
+            with autocast(device, autocast_dtype):
+                logits.append(model(images).float())
+            labels.append(targets)
+            if meter is not None:
+                meter.update(targets.shape[0])
     model.train(was_training)
     result = torch.cat(logits).cpu(), torch.cat(labels).cpu()
     if combine_processes:
         return distributed.gather_rows(result[0]), distributed.gather_rows(result[1])
     return result
+
+
+def _count(batches: Iterable[Any]) -> int | None:
+    """Images in ``batches`` when it says (a BatchLoader's ``count``), else None."""
+    count = getattr(batches, "count", None)
+    return count if isinstance(count, int) else None
 
 
 def metrics_from_logits(

@@ -252,6 +252,7 @@ def final_evaluation(
                 loop.device,
                 loop.autocast_dtype,
                 combine_processes=loader.part_of_split,
+                progress=f"evaluating {split}",
             )
             seconds[split] = time.perf_counter() - start  # logits are on the CPU: synchronised
     classes = loop.train_loader.classes
@@ -325,7 +326,7 @@ def _log_evaluation(result: dict[str, Any], weights: str) -> None:
     for split in ("val", "test"):
         metrics = result[split]
         if metrics is not None:
-            log.info(
+            log.info(  # to run.log: the command prints the results once, on the console
                 "%s (%s weights): top-1 %.2f%%  top-5 %.2f%%  loss %.4f  macro-F1 %.4f  "
                 "(%d images in %.2f s)",
                 split,
@@ -336,4 +337,5 @@ def _log_evaluation(result: dict[str, Any], weights: str) -> None:
                 metrics["macro_f1"],
                 metrics["samples"],
                 metrics["seconds"],
+                extra={"file_only": True},
             )

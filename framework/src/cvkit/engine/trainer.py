@@ -179,6 +179,7 @@ class TrainingLoop:
         self.metadata = dict(metadata or {})
         self._training_images = training_images
         self.epoch = self.batch = self.step = 0
+        self._epoch_lr = self.lr
         self.wall_seconds = 0.0  # training and validation, over every epoch, saved on resume
         self.metrics: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
@@ -262,6 +263,8 @@ class TrainingLoop:
         if self.batch == 0:
             self._emit("on_epoch_start")
         self._wrap_for_processes()
+        if self.batch == 0:  # a resumed epoch keeps the rate its first step trained with
+            self._epoch_lr = self.lr
         self._epoch_started = time.perf_counter()
         self._settle()
         self._seen_at_start = self._seen
@@ -411,7 +414,7 @@ class TrainingLoop:
         if self.val_loader is None:
             return
         self.share_buffers()
-        result = self.evaluate(self.val_loader)
+        result = self.evaluate(self.val_loader, progress="validation")
         self.metrics |= {
             "val/loss": result["loss"],
             "val/acc": result["top1"],
@@ -434,9 +437,10 @@ class TrainingLoop:
         if self.ema is not None:
             distributed.broadcast_buffers(self.ema)
 
-    def evaluate(self, loader: BatchLoader) -> dict[str, Any]:
+    def evaluate(self, loader: BatchLoader, progress: str | None = None) -> dict[str, Any]:
         """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`),
-        over the whole split when each process holds a part of it."""
+        over the whole split when each process holds a part of it; ``progress``: show it
+        under this description."""
         return evaluate_model(
             self.evaluation_model(),
             loader,
@@ -444,6 +448,7 @@ class TrainingLoop:
             self.device,
             self.autocast_dtype,
             combine_processes=loader.part_of_split,
+            progress=progress,
         )
 
     def evaluated(self, evaluation: dict[str, Any]) -> None:
@@ -479,7 +484,7 @@ class TrainingLoop:
 
     def _epoch_metrics(self) -> dict[str, float]:
         """The finished epoch's mean loss and accuracy over every process's images, the
-        learning rate, the epoch's seconds and its throughput (images per second, all
+        learning rate of its first step, the epoch's seconds and its throughput (images per second, all
         processes together)."""
         seconds = time.perf_counter() - self._epoch_started
         self._settle()
@@ -491,7 +496,7 @@ class TrainingLoop:
         return {
             "train/loss": loss_sum / max(seen, 1),
             "train/acc": int(correct) / max(seen, 1),
-            "lr": self.lr,
+            "lr": self._epoch_lr,
             "epoch_seconds": seconds,
             "images_per_second": images / seconds if seconds else 0.0,
         }
@@ -631,6 +636,7 @@ class TrainingLoop:
             ],
             "rng": rng_state(),
             "process_rng": self._process_rng,
+            "epoch_lr": self._epoch_lr,
             "batch": self.batch,
             "step": self.step,
             "wall_seconds": self.wall_seconds,
@@ -671,6 +677,7 @@ class TrainingLoop:
         self._loader_state = state["loader"]
         self.train_loader.load_state_dict(self._loader_state)
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self._epoch_lr = float(state.get("epoch_lr") or self.lr)  # absent from older checkpoints
         self.wall_seconds = float(state.get("wall_seconds", 0.0))  # absent from older checkpoints
         running = state["running"]
         self._pending = []

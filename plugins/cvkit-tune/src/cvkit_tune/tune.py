@@ -227,9 +227,7 @@ def tune(
         raise CvkitError(f"--trials {trials}: expected at least 1")
     if metric not in METRICS:
         raise CvkitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
-    chosen_direction = optuna.study.StudyDirection[
-        (direction or default_direction(metric)).upper()
-    ]
+    chosen_direction = optuna.study.StudyDirection[(direction or default_direction(metric)).upper()]
     space = read_space(space_path)
     recipe = load_recipe(recipe_path, overrides, registry=registry)
     check_space(recipe_path, space, overrides, registry)
