@@ -274,3 +274,16 @@ def test_no_two_core_classes_share_a_name() -> None:
             if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
                 seen.setdefault(node.name, []).append(name)
     assert {cls: where for cls, where in seen.items() if len(where) > 1} == {}
+
+
+def test_bundled_plugins_follow_one_naming_convention() -> None:
+    """cvkit-<name> distributes module cvkit_<name> under the entry point <name> ('-' as '_')."""
+    import tomllib
+
+    for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
+        project = tomllib.loads(pyproject.read_text())["project"]
+        name = project["name"].removeprefix("cvkit-").replace("-", "_")
+        assert project["name"] == f"cvkit-{name.replace('_', '-')}", pyproject
+        assert project["entry-points"]["cvkit"] == {name: f"cvkit_{name}"}, pyproject
+        assert (pyproject.parent / "src" / f"cvkit_{name}" / "py.typed").is_file(), pyproject
+        assert (pyproject.parent / "README.md").is_file(), pyproject
