@@ -19,6 +19,7 @@ from cvkit.recipe.loading import load_recipe
 from cvkit.registry.loading import load_registry
 
 import engine_plugin
+from conftest import run_cvkit
 
 
 @pytest.fixture(scope="module")
@@ -414,8 +415,6 @@ def test_recipe_paths_are_relative_to_the_recipe_and_runs_evaluate_from_anywhere
     tmp_path: Path,
 ) -> None:
     from cvkit.testing import TINY_RECIPE
-
-    from conftest import run_cvkit
 
     _image_folder(tmp_path / "project" / "data" / "train")
     recipes = tmp_path / "project" / "recipes"

@@ -89,6 +89,13 @@ class Meter:
         self.every = every_seconds if shown and not drawn and every_seconds > 0 else None
         self._initial = initial
 
+    def shows_soon(self) -> bool:
+        """Whether the next update is displayed (a bar, or a log line that is due): the time
+        to compute a costly postfix, such as a running loss that waits for the device."""
+        if self.bar is not None:
+            return True
+        return self.every is not None and time.perf_counter() - self._last_line >= self.every
+
     def update(self, count: int = 1, postfix: str | None = None) -> None:
         """``count`` more units done; ``postfix`` (e.g. the running loss) replaces the last."""
         self.count += count

@@ -90,7 +90,7 @@ class Progress(Callback):
             )
         now = time.perf_counter()
         postfix = None
-        if now - self._last_draw >= self.refresh_seconds:
+        if now - self._last_draw >= self.refresh_seconds and self._meter.shows_soon():
             self._last_draw = now
             running = trainer.running_metrics()
             images = self._images(trainer) - self._images_at_start
