@@ -208,8 +208,7 @@ def _execute(
         for folder in (run_dir, run_dir / "checkpoints") if main else ():
             for leftover in remove_leftovers(folder):
                 log.info("removed %s, left by a write that was cut short", leftover)
-        if main:
-            write_status(run_dir, "running")
+        write_status(run_dir, "running")
         try:
             evaluation = _run_stages(
                 recipe, run_dir, registry, device, resuming, callbacks, evaluate_test
@@ -217,17 +216,14 @@ def _execute(
         except KeyboardInterrupt as stop:
             signal_name = "SIGTERM" if isinstance(stop, Terminated) else "interrupted"
             message = f"{signal_name}; resume with: cvkit run --resume {run_dir}"
-            if main:
-                write_status(run_dir, "interrupted", message)
+            write_status(run_dir, "interrupted", message)
             raise RunInterrupted(message, exit_code=getattr(stop, "exit_code", 130)) from None
         except CvkitError as error:
             log.error("%s", error, extra={"file_only": True})  # the CLI prints it
-            if main:
-                write_status(run_dir, "failed", str(error))
+            write_status(run_dir, "failed", str(error))
             raise
         except Exception as error:  # a bug: the traceback follows, the run says it failed
-            if main:
-                write_status(run_dir, "failed", f"{type(error).__name__}: {error}")
+            write_status(run_dir, "failed", f"{type(error).__name__}: {error}")
             raise
     if main:
         write_json(run_dir / "eval.json", evaluation)

@@ -102,7 +102,9 @@ running but whose process is gone (killed), ``unknown`` for a directory without 
 
 def write_status(run_dir: Path, status: str, reason: str | None = None) -> None:
     """Record ``status`` (running, finished, failed or interrupted) and why, with the time,
-    in ``run_dir/status.json``."""
+    in ``run_dir/status.json``; in a run of several processes, rank 0 alone writes it."""
+    if not distributed.is_main():
+        return
     write_json(
         run_dir / "status.json",
         {"status": status, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")},

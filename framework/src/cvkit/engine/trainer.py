@@ -143,7 +143,7 @@ class TrainingLoop:
     ) -> None:
         self.settings = settings = settings or TrainerSettings()
         self.device = device
-        self.processes = distributed.world_size()
+        self.processes, self._main = distributed.world_size(), distributed.is_main()
         if settings.sync_batchnorm and self.processes > 1:
             model = convert_sync_batchnorm(model, device)
         self.model = model.to(device)
@@ -536,7 +536,7 @@ class TrainingLoop:
 
     def _runs_here(self, callback: Callback) -> bool:
         """Whether ``callback`` runs in this process (rank 0 runs every one)."""
-        return distributed.is_main() or not capability(callback, "main_process_only")
+        return self._main or not capability(callback, "main_process_only")
 
     def _emit(self, event: str) -> None:
         for callback in filter(self._runs_here, self.callbacks):
