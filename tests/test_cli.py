@@ -14,7 +14,7 @@ from cvkit.registry.kinds import KINDS
 from conftest import RECIPES, run_cvkit
 
 BUILTINS = {
-    "model": ["simple_cnn", "torchvision"],
+    "model": ["linear", "simple_cnn", "torchvision"],
     "attention": ["none"],
     "augmentation": [
         "hflip",

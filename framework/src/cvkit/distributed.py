@@ -96,6 +96,38 @@ def any_rank(flag: bool) -> bool:
     return bool(value.item())
 
 
+class AnyRankVote:
+    """Whether a flag holds on any process, agreed without waiting for the others at each
+    step: :meth:`poll` starts an asynchronous MAX all-reduce of this step's flag on the CPU
+    control group and returns the previous poll's result, which every process reads at the
+    same poll, so they all act on it at the same step, one step after it was raised. In a
+    single process it returns the flag at once. :meth:`drain` reads the last poll's vote
+    (at the end of an epoch), so no vote is left in flight."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[Any, Tensor] | None = None
+        self._alone = world_size() == 1
+
+    def poll(self, flag: bool) -> bool:
+        """The vote started at the previous poll (False at the first); starts this one's."""
+        if self._alone:
+            return flag
+        previous = self.drain()
+        value = torch.tensor([int(flag)])
+        work = dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_control, async_op=True)
+        self._pending = (work, value)
+        return previous
+
+    def drain(self) -> bool:
+        """The vote in flight, waited for (False if there is none)."""
+        if self._pending is None:
+            return False
+        work, value = self._pending
+        self._pending = None
+        work.wait()
+        return bool(value.item())  # a CPU tensor: no device is waited for
+
+
 def all_sum(values: Sequence[float]) -> list[float]:
     """Element-wise sums of ``values`` over the processes, in float64."""
     if world_size() == 1:

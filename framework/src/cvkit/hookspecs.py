@@ -247,6 +247,12 @@ CAPABILITIES: dict[str, Capability] = {
         Capability("augmentation", "min_size", 1, "smallest height and width it accepts"),
         Capability(
             "augmentation",
+            "random",
+            True,
+            "draws from torch's generators; False: deterministic, so its batches need no seeding",
+        ),
+        Capability(
+            "augmentation",
             "uses_sample_keys",
             False,
             "called as forward(images, targets, keys, epoch): a fixed random key per image",

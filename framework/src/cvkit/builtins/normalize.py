@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from cvkit.data.augmentation import BatchAugmentation
@@ -29,6 +30,8 @@ class Normalize(BatchAugmentation):
         std: per-channel standard deviation, values > 0.
     """
 
+    random = False
+
     def __init__(
         self,
         preset: Literal["cifar10", "cifar100", "imagenet"] | None = None,
@@ -44,18 +47,23 @@ class Normalize(BatchAugmentation):
             raise ValueError("give a preset, or both mean and std")
         if len(mean) != len(std) or min(std) <= 0:
             raise ValueError(f"mean {mean} and std {std} need one value per channel, std > 0")
-        self.mean, self.std = list(mean), list(std)
+        # (C, 1, 1) tensors that move with the module: made once, not per batch (torchvision's
+        # normalize makes them from lists at every call: a blocking host-to-GPU copy, a sync)
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(mean).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(-1, 1, 1), persistent=False)
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-        if images.shape[1] != len(self.mean):
+        """(N, C, H, W) float images -> (images - mean) / std, same dtype; targets unchanged."""
+        if images.shape[1] != self.mean.shape[0]:
             raise ValueError(
-                f"normalize has {len(self.mean)} channel values, images have {images.shape[1]}"
+                f"normalize has {self.mean.shape[0]} channel values, images have {images.shape[1]}"
             )
-        from torchvision.transforms.v2 import (
-            functional as TF,  # torchvision loads when used: listing components stays fast
-        )
-
-        return TF.normalize(images, self.mean, self.std), targets
+        mean, std = self.mean, self.std
+        if mean.dtype != images.dtype:
+            mean, std = mean.to(images.dtype), std.to(images.dtype)
+        return images.sub(mean).div_(std), targets
 
 
 @hookimpl

@@ -25,6 +25,7 @@ class Resize(BatchAugmentation):
     """
 
     changes_size = True
+    random = False
 
     def __init__(self, size: int | list[int] = 224, antialias: bool = True) -> None:
         super().__init__()
@@ -101,7 +102,8 @@ class RandomResizedCrop(BatchAugmentation):
             fw, fh = round(height * self.ratio[1]), height
         else:
             fw, fh = width, height
-        fallback = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw], device=device)
+        fallback = torch.tensor([(height - fh) // 2, (width - fw) // 2, fh, fw])
+        fallback = fallback.to(device, non_blocking=True)  # a blocking copy would wait for the GPU
         drawn = torch.stack([top, left, h, w], 1)
         return torch.where(fits.any(1, keepdim=True), drawn, fallback)
 

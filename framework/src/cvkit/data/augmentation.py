@@ -19,6 +19,15 @@ class BatchAugmentation(nn.Module):
     ``images`` float (N, C, H, W), dtype kept; ``targets`` int64 (N,) or float (N, K) soft.
     Class attributes declare what the engine and the contract tests may expect.
 
+    Randomness must come from torch's generators (``torch.rand(..., device=images.device)``
+    and the like; not Python's ``random`` or NumPy's): the loader seeds the CPU's and the
+    training device's generator for each batch from the epoch's seed and the batch's number,
+    so the batches are the same on resume and in any number of processes. Values that
+    depend on the batch should stay on the device: reading one on the host (``.item()``,
+    ``float(t)``, ``if t:``) or making a tensor from Python values on a GPU
+    (``torch.tensor(x, device=...)``) waits for the GPU's queued work at every batch; use
+    ``torch.full``, ``torch.where`` or a buffer made in ``__init__`` instead.
+
     An augmentation whose randomness must follow each image across epochs (airbench's
     alternating flip) sets ``uses_sample_keys = True`` and implements
     ``forward(images, targets, keys, epoch)``: ``keys`` int64 (N,), a random number fixed
@@ -31,12 +40,15 @@ class BatchAugmentation(nn.Module):
         min_size: the smallest height and width the augmentation accepts (per instance).
         per_sample: False: it works on batches (see :class:`PerSampleAugmentation`).
         uses_sample_keys: forward also takes each image's key and the epoch.
+        random: False for a deterministic augmentation (normalize, resize): the loader then
+            skips seeding batches that only such augmentations see.
     """
 
     soft_targets: ClassVar[bool] = False
     changes_size: ClassVar[bool] = False
     per_sample: ClassVar[bool] = False
     uses_sample_keys: ClassVar[bool] = False
+    random: ClassVar[bool] = True
     min_size: int = 1
 
     def forward(

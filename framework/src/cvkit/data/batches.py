@@ -5,9 +5,10 @@ in [0, 1] and applies the batch augmentations there: no per-sample Python in the
 Augmentations that declare ``per_sample = True`` (operations that only exist per image) run
 first, in DataLoader workers, on uint8 images; each sample's randomness is seeded from the
 loader's generator, so results do not depend on the number of workers or on resuming.
-The batch augmentations draw from the global generators reseeded for each batch from the
-epoch's seed and the batch's number (and restored after), so a batch's randomness depends
-on neither the model's use of those generators (dropout) nor the process that draws it.
+The batch augmentations draw from torch's generators (the CPU's and the device's), reseeded
+for each batch from the epoch's seed and the batch's number (and restored after), so a
+batch's randomness depends on neither the model's use of those generators (dropout) nor
+the process that draws it.
 
 In a run of several processes (see :mod:`cvkit.distributed`), a training loader
 makes every global batch of ``batch_size`` images, augmented as one process would augment
@@ -18,7 +19,6 @@ of the split; :func:`cvkit.engine.metrics.evaluate_model` combines the parts.
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -150,6 +150,9 @@ class BatchLoader:
         check_order(augmentations, key)
         per_sample = [a for a in augmentations if _is_per_sample(a)]
         self.batch_augmentations = [a.to(device) for a in augmentations if not _is_per_sample(a)]
+        # batches are seeded only for augmentations that draw random numbers
+        random = any(capability(a, "random") for a in self.batch_augmentations)
+        self._seeds = _BatchSeeds(device) if random else None
         self.device, self.batch_size = device, batch_size
         self.shuffle, self.drop_last, self.channels_last = shuffle, drop_last, channels_last
         self.image_size = image_size
@@ -213,20 +216,18 @@ class BatchLoader:
         if self.per_sample is None:
             order = order.to(self.device)  # one transfer per epoch, none per batch
         batches = list(order.split(self.batch_size))[: len(self)]
-        for number, indices, (images, labels) in zip(
-            range(start, len(batches)),
-            batches[start:],
-            self._batches(batches[start:], seed),
-            strict=True,
+        for number, (indices, images, labels) in enumerate(
+            self._batches(batches[start:], seed), start
         ):
             yield self._augment(images, labels, indices, _batch_seed(seed, number))
         self._epoch_start = self.generator.get_state()
         self.passes += 1
 
-    def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor]]:
+    def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """``(indices, images, labels)`` of each batch, all on the device, images uint8."""
         if self.per_sample is None:
             for indices in batches:  # already on the device (see epoch)
-                yield self.images[indices], self.labels[indices]
+                yield indices, self.images[indices], self.labels[indices]
             return
         items = [
             [(int(i), (seed + int(i) * 1_000_003) % 2**63) for i in indices] for indices in batches
@@ -241,20 +242,25 @@ class BatchLoader:
             ),  # else it draws from the global generator
         )
         for indices, images in zip(batches, loader, strict=True):
-            yield images.to(self.device, non_blocking=True), self.labels[indices.to(self.device)]
+            # non-blocking: a blocking copy to a GPU would wait for its queued work
+            on_device = indices.to(self.device, non_blocking=True)
+            yield on_device, images.to(self.device, non_blocking=True), self.labels[on_device]
 
     def _augment(
         self, images: Tensor, labels: Tensor, indices: Tensor, seed: int
     ) -> tuple[Tensor, Tensor]:
-        images = resize(images.float().div_(255), self.image_size)
+        images = images.float().div_(255)
+        if self.image_size is not None:
+            images = resize(images, self.image_size)
         targets = labels
-        keys = None
-        if self.sample_keys is not None:
-            keys = self.sample_keys[indices.to(self.device)]
-        if self.batch_augmentations:
-            with _seeded(self.device, seed):
-                for augmentation in self.batch_augmentations:
-                    images, targets = augment(augmentation, images, targets, keys, self.passes)
+        keys = None if self.sample_keys is None else self.sample_keys[indices]
+        states = None if self._seeds is None else self._seeds.seed(seed)
+        try:
+            for augmentation in self.batch_augmentations:
+                images, targets = augment(augmentation, images, targets, keys, self.passes)
+        finally:
+            if self._seeds is not None and states is not None:
+                self._seeds.restore(states)
         if self.shard:
             part = distributed.shard(images.shape[0])
             self.shard_weight = (
@@ -266,21 +272,34 @@ class BatchLoader:
         return images, targets
 
 
-@contextlib.contextmanager
-def _seeded(device: torch.device, seed: int) -> Iterator[None]:
-    """Inside: torch's generators (the CPU's and ``device``'s), Python's and NumPy's start
-    from ``seed``; afterwards they continue as if untouched."""
-    devices = [device] if device.type != "cpu" else []
-    saved = (random.getstate(), np.random.get_state())
-    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            yield
-        finally:
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
+class _BatchSeeds:
+    """Seeds the generators batch augmentations draw from, torch's CPU generator and
+    ``device``'s own (by contract, a batch augmentation's randomness comes from torch's
+    generators alone), for one batch, and gives them back their states afterwards, so that
+    the model's own draws (dropout) continue as if untouched. A few microseconds a batch: no
+    other device's generator is touched (``torch.manual_seed`` would queue lazy seeding of
+    every backend, formatting a stack trace for each one not initialised)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.module = None if device.type == "cpu" else torch.get_device_module(device)
+        self.scratch = None if self.module is None else torch.Generator(device)
+
+    def seed(self, seed: int) -> tuple[Tensor, Tensor | None]:
+        """Start both generators from ``seed``; returns their states before, for :meth:`restore`."""
+        cpu = torch.default_generator.get_state()
+        torch.default_generator.manual_seed(seed)
+        if self.module is None or self.scratch is None:
+            return cpu, None
+        own = self.module.get_rng_state(self.device)
+        self.module.set_rng_state(self.scratch.manual_seed(seed).get_state(), self.device)
+        return cpu, own
+
+    def restore(self, states: tuple[Tensor, Tensor | None]) -> None:
+        """Give both generators back the states :meth:`seed` returned."""
+        torch.default_generator.set_state(states[0])
+        if states[1] is not None and self.module is not None:
+            self.module.set_rng_state(states[1], self.device)
 
 
 def _check_shardable(count: int, batch_size: int, drop_last: bool, key: str) -> None:

@@ -1,16 +1,19 @@
 """The training loop: one explicit loop, callbacks at documented events, exact resume.
 
 Per batch the loop does what a hand-written one does (forward under autocast, loss,
-backward, optional clipping, optimizer and scheduler step, optional EMA update) plus one
-argmax-compare-sum for the running accuracy; the batch's loss and hit count stay on the
-device until a sync point: the finite-loss check every ``check_every`` batches, a
-progress redraw, a checkpoint, or the end of the epoch.
+backward, optional clipping, optimizer and scheduler step, optional EMA update) and keeps
+the batch's loss and logits on the device; nothing in a step waits for the device. The
+running accuracy is counted on the device over many batches at once, and the losses and
+counts are read in one transfer at a sync point: the finite-loss check every
+``check_every`` batches, a progress redraw, a checkpoint, or the end of the epoch.
 
 With ``trainer.accumulate_steps = K`` the optimizer steps once per K batches, on the mean
 of their gradients (the last group of an epoch may be shorter). In a run of several
 processes (see :mod:`cvkit.distributed`) the model is wrapped in
 DistributedDataParallel, which averages the gradients of the processes' parts of each batch;
-the processes agree on when to stop (signals, non-finite losses) at every optimizer step,
+the processes agree on when to stop on a signal one optimizer step after it arrives (a
+vote that runs while they train: :class:`cvkit.distributed.AnyRankVote`) and on
+non-finite losses at the checks,
 epoch metrics are over the whole batch, validation over the whole split, and only rank 0
 runs the callbacks that write (``main_process_only``).
 
@@ -32,13 +35,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cvkit import distributed
 from cvkit.data.batches import BatchLoader
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
+from cvkit.engine.ema import ExponentialMovingAverage
 from cvkit.engine.metrics import evaluate_model
 from cvkit.engine.rng import rng_state, seed_everything, set_rng_state
 from cvkit.engine.sync_batchnorm import convert_sync_batchnorm
@@ -122,6 +125,10 @@ class TrainingLoop:
     check_every = 100
     """Batches between checks that the running loss is finite (each one waits for the device)."""
 
+    score_logits = 2**22
+    """Logit values (images x classes) held before their correct predictions are counted
+    (16 MiB in float32; counting happens on the device, without waiting for it)."""
+
     def __init__(
         self,
         model: nn.Module,
@@ -159,6 +166,7 @@ class TrainingLoop:
         self.epochs = epochs
         self.steps_per_epoch = -(-len(train_loader) // self.accumulate)
         self.autocast_dtype = AUTOCAST_DTYPES[precision]
+        self._autocast = autocast(device, self.autocast_dtype)  # reusable, entered per batch
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
         self.requires_closure = bool(capability(optimizer, "requires_closure"))
         if self.requires_closure and self.scaler is not None:
@@ -191,6 +199,8 @@ class TrainingLoop:
         self.resumed = False
         self._loader_state = train_loader.state_dict()
         self._interrupted: Callable[[], BaseException | None] = lambda: None
+        self._stop_vote = distributed.AnyRankVote()
+        self._epoch_batches = len(train_loader)
         self._consistent = True  # between steps: a checkpoint now resumes exactly
         # the epoch's running sums (float64 loss x images, hits, images), see _settle
         self._loss_sum: float = 0.0
@@ -198,11 +208,9 @@ class TrainingLoop:
         self._seen: int = 0
         self._reset_running()
 
-    def _averaged_model(self, decay: float | None) -> AveragedModel | None:
+    def _averaged_model(self, decay: float | None) -> ExponentialMovingAverage | None:
         """An exponential moving average of the weights (and buffers) with ``decay``, or None."""
-        if not decay:
-            return None
-        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        return ExponentialMovingAverage(self.model, decay) if decay else None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -268,6 +276,8 @@ class TrainingLoop:
         self._epoch_started = time.perf_counter()
         self._settle()
         self._seen_at_start = self._seen
+        self._epoch_batches = len(self.train_loader)
+        batch_end = self._handlers("on_batch_end")
         for images, targets in self.train_loader.epoch(start=self.batch):
             self._consistent = False
             stepped = self._train_step(images, targets)
@@ -279,10 +289,12 @@ class TrainingLoop:
                 self._consistent = True
             if self.batch % self.check_every == 0:
                 self.check_finite()
-            self._emit("on_batch_end")
-            if stepped and self._stop_requested():
-                self._share_for_checkpoint()
-                raise self._interrupted() or KeyboardInterrupt()
+            for callback, handler in batch_end:
+                self._call(callback, handler, "on_batch_end")
+            if stepped and self._stop_vote.poll(self._interrupted() is not None):
+                self._stop()
+        if self._stop_vote.drain():  # a stop asked for at the epoch's last steps
+            self._stop()
         self._consistent = False  # until the epoch's bookkeeping is done
         if self.interval == "epoch":
             self.scheduler.step()
@@ -305,9 +317,11 @@ class TrainingLoop:
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.forward = DistributedDataParallel(self.local, device_ids=ids)
 
-    def _stop_requested(self) -> bool:
-        """Whether a process got Ctrl-C or SIGTERM (every process must ask at the same step)."""
-        return distributed.any_rank(self._interrupted() is not None)
+    def _stop(self) -> None:
+        """Stop after the step just done, on a signal to any process: a checkpoint taken now
+        resumes exactly."""
+        self._share_for_checkpoint()
+        raise self._interrupted() or KeyboardInterrupt()
 
     def _share_for_checkpoint(self) -> None:
         """Before a checkpoint in a run of several processes: rank 0 gets every process's
@@ -331,21 +345,16 @@ class TrainingLoop:
             stepped = True
         else:
             first = self.batch - self.batch % self.accumulate
-            size = min(self.accumulate, len(self.train_loader) - first)
+            size = min(self.accumulate, self._epoch_batches - first)
             stepped = self.batch == first + size - 1
             if self.batch == first:
                 self.optimizer.zero_grad(set_to_none=True)
             weight = self.train_loader.shard_weight / size
-            skip_sync = not stepped and isinstance(self.forward, DistributedDataParallel)
-            with self.forward.no_sync() if skip_sync else contextlib.nullcontext():  # type: ignore[operator]
-                with self._autocast():
-                    logits = self.forward(images)
-                    loss = self._loss(logits, targets, images)
-                scaled = loss * weight if weight != 1.0 else loss
-                if self.scaler is not None:
-                    self.scaler.scale(scaled).backward()
-                else:
-                    scaled.backward()
+            if not stepped and self.forward is not self.local:  # DDP: sync at the group's end
+                with self.forward.no_sync():  # type: ignore[operator]
+                    logits, loss = self._backward(images, targets, weight)
+            else:
+                logits, loss = self._backward(images, targets, weight)
             if stepped:
                 self._clip(unscale=self.scaler is not None)
                 if self.scaler is not None:
@@ -355,10 +364,27 @@ class TrainingLoop:
                     self.optimizer.step()
         if stepped and self.ema is not None:
             self.ema.update_parameters(self.model)
-        self.batch_images, self.batch_loss = images, loss.detach()
-        hard = targets.argmax(1) if targets.ndim == 2 else targets
-        self._pending.append((loss.detach(), (logits.argmax(1) == hard).sum(), targets.shape[0]))
+        loss = loss.detach()
+        self.batch_images, self.batch_loss = images, loss
+        self._pending.append((loss, targets.shape[0]))
+        self._unscored.append((logits.detach(), targets))
+        self._unscored_size += logits.numel()
+        if self._unscored_size >= self.score_logits:
+            self._score()
         return stepped
+
+    def _backward(self, images: Tensor, targets: Tensor, weight: float) -> tuple[Tensor, Tensor]:
+        """Forward (under autocast) and backward of one batch, the loss scaled by ``weight``;
+        returns the logits and the unscaled loss."""
+        with self._autocast:
+            logits = self.forward(images)
+            loss = self._loss(logits, targets, images)
+        scaled = loss * weight if weight != 1.0 else loss
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+        return logits, loss
 
     def _closure_step(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """One step of an optimizer that evaluates the loss itself, possibly several times
@@ -370,7 +396,7 @@ class TrainingLoop:
         def closure() -> Any:  # the loss tensor (torch's stubs say float)
             self.optimizer.zero_grad(set_to_none=True)
             again = frozen_running_stats(self.model) if first else contextlib.nullcontext()
-            with self._autocast(), again:
+            with self._autocast, again:
                 logits = self.forward(images)
                 loss = self._loss(logits, targets, images)
             weight = self.train_loader.shard_weight
@@ -407,9 +433,6 @@ class TrainingLoop:
         if value is not None:
             nn.utils.clip_grad_value_(parameters, value)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return autocast(self.device, self.autocast_dtype)
-
     def _validate(self) -> None:
         if self.val_loader is None:
             return
@@ -434,8 +457,10 @@ class TrainingLoop:
         running statistics, which each process updated with its own part of the batches)
         before they evaluate, so that every part is evaluated with the weights rank 0 saves."""
         distributed.broadcast_buffers(self.model)
-        if self.ema is not None:
-            distributed.broadcast_buffers(self.ema)
+        if (
+            self.ema is not None
+        ):  # its module's: its update count is a CPU tensor, the same everywhere
+            distributed.broadcast_buffers(self.ema.module)
 
     def evaluate(self, loader: BatchLoader, progress: str | None = None) -> dict[str, Any]:
         """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`),
@@ -460,20 +485,39 @@ class TrainingLoop:
 
     def _reset_running(self) -> None:
         self._loss_sum, self._correct, self._seen = 0.0, 0, 0
-        self._pending: list[tuple[Tensor, Tensor, int]] = []
+        self._pending: list[tuple[Tensor, int]] = []  # each batch's loss and image count
+        self._unscored: list[tuple[Tensor, Tensor]] = []  # logits and targets not yet counted
+        self._unscored_size = 0
+        self._hits: list[Tensor] = []  # device counts of correct predictions, see _score
+
+    def _score(self) -> None:
+        """Count the correct predictions of the batches not yet counted, on the device and
+        without waiting for it: one argmax and compare over all of them, instead of three
+        small operations per batch."""
+        if not self._unscored:
+            return
+        logits = torch.cat([logits for logits, _ in self._unscored])
+        hard = torch.cat([t.argmax(1) if t.ndim == 2 else t for _, t in self._unscored])
+        self._hits.append((logits.argmax(1) == hard).sum())
+        self._unscored.clear()
+        self._unscored_size = 0
 
     def _settle(self) -> None:
         """Fold the batches' device scalars into the epoch sums: one transfer, then float64
         sums in batch order, so a resumed epoch adds up exactly as an uninterrupted one."""
         if not self._pending:
             return
-        losses = torch.stack([loss for loss, _, _ in self._pending]).double().tolist()
-        hits = torch.stack([hit for _, hit, _ in self._pending]).tolist()
-        for loss, hit, (_, _, count) in zip(losses, hits, self._pending, strict=True):
-            self._loss_sum += loss * count
-            self._correct += hit
-            self._seen += count
+        self._score()  # every batch in _pending is in _unscored until scored
+        count = len(self._pending)
+        losses = torch.stack([loss for loss, _ in self._pending]).double()
+        hits = torch.stack(self._hits).double()  # not stacked with the losses: they may be bf16
+        values = torch.cat([losses, hits]).tolist()
+        for loss, (_, images) in zip(values[:count], self._pending, strict=True):
+            self._loss_sum += loss * images
+            self._seen += images
+        self._correct += int(sum(values[count:]))
         self._pending.clear()
+        self._hits.clear()
 
     def running_metrics(self) -> dict[str, float]:
         """Mean loss and accuracy of the current epoch so far (synchronises with the device);
@@ -538,13 +582,25 @@ class TrainingLoop:
         """Whether ``callback`` runs in this process (rank 0 runs every one)."""
         return self._main or not capability(callback, "main_process_only")
 
+    def _handlers(self, event: str) -> list[tuple[Callback, Callable[[Any], None]]]:
+        """The callbacks that run in this process and handle ``event`` (those that inherit
+        the base class's no-op are left out), with their bound methods, in order."""
+        return [
+            (callback, getattr(callback, event))
+            for callback in filter(self._runs_here, self.callbacks)
+            if getattr(type(callback), event, None) is not getattr(Callback, event)
+        ]
+
+    def _call(self, callback: Callback, handler: Callable[[Any], None], event: str) -> None:
+        try:
+            handler(self)
+        except Exception as error:
+            error.add_note(f"in callback {type(callback).__name__}.{event}")
+            raise
+
     def _emit(self, event: str) -> None:
-        for callback in filter(self._runs_here, self.callbacks):
-            try:
-                getattr(callback, event)(self)
-            except Exception as error:
-                error.add_note(f"in callback {type(callback).__name__}.{event}")
-                raise
+        for callback, handler in self._handlers(event):
+            self._call(callback, handler, event)
 
     def _emit_exception(self, error: BaseException) -> None:
         for callback in filter(self._runs_here, self.callbacks):
@@ -680,7 +736,7 @@ class TrainingLoop:
         self._epoch_lr = float(state.get("epoch_lr") or self.lr)  # absent from older checkpoints
         self.wall_seconds = float(state.get("wall_seconds", 0.0))  # absent from older checkpoints
         running = state["running"]
-        self._pending = []
+        self._reset_running()
         self._loss_sum, self._correct, self._seen = (
             running["loss_sum"],
             running["correct"],

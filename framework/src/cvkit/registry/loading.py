@@ -50,6 +50,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = tuple(
     f"cvkit.builtins.{name}"
     for name in (
         "simple_cnn",
+        "linear_model",
         "no_attention",
         "torchvision_models",
         "torch_optimizers",

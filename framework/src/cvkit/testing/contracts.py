@@ -290,7 +290,8 @@ def check_augmentation(
     spatial size kept unless ``changes_size``; image dtype
     kept; targets stay valid: hard labels in range, or soft rows that are non-negative and
     sum to 1 (label mass preserved); hard labels become soft only if ``soft_targets``. The
-    same seed gives the same output (randomness comes from torch's global generator).
+    same seed gives the same output (randomness comes from torch's global generator), and
+    one declaring ``random = False`` gives it under any seed.
     A factory that takes ``num_classes`` gets 10, the classes of the drawn targets.
     """
     num_classes = 10
@@ -347,6 +348,12 @@ def check_augmentation(
         assert torch.equal(again, out) and torch.equal(again_labels, out_labels), (
             f"{what}: not reproducible from the same seed"
         )
+        if not capability(augmentation, "random"):  # its batches are not seeded: it must not care
+            torch.manual_seed(2)
+            other, other_labels = augment(augmentation, images.clone(), labels.clone(), keys, 1)
+            assert torch.equal(other, out) and torch.equal(other_labels, out_labels), (
+                f"{what}: declares random = False but another seed changes its output"
+            )
 
     run()
 

@@ -20,6 +20,7 @@ class AlternatingFlip(BatchAugmentation):
     """
 
     uses_sample_keys = True
+    random = False  # the keys and the epoch decide
 
     def forward(  # type: ignore[override]
         self, images: Tensor, targets: Tensor, keys: Tensor, epoch: int

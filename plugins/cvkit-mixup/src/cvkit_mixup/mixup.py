@@ -12,7 +12,7 @@ from cvkit import BatchAugmentation, soft_targets
 def draw_lambda(alpha: float, p: float, device: torch.device) -> Tensor:
     """lambda ~ Beta(alpha, alpha) as a 0-d tensor on ``device``; 1 (no mixing) with
     probability 1 - p. Drawn from torch's generator there, without a host sync."""
-    concentration = torch.tensor(float(alpha), device=device)
+    concentration = torch.full((), float(alpha), device=device)  # made there: no copy, no wait
     lam = torch.distributions.Beta(concentration, concentration, validate_args=False).sample()
     if p < 1.0:
         lam = torch.where(torch.rand((), device=device) < p, lam, torch.ones_like(lam))
