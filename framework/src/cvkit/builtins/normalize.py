@@ -56,11 +56,11 @@ class Normalize(BatchAugmentation):
 
     def forward(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """(N, C, H, W) float images -> (images - mean) / std, same dtype; targets unchanged."""
-        if images.shape[1] != self.mean.shape[0]:
-            raise ValueError(
-                f"normalize has {self.mean.shape[0]} channel values, images have {images.shape[1]}"
-            )
         mean, std = self.mean, self.std
+        if images.shape[1] != mean.shape[0]:
+            raise ValueError(
+                f"normalize has {mean.shape[0]} channel values, images have {images.shape[1]}"
+            )
         if mean.dtype != images.dtype:
             mean, std = mean.to(images.dtype), std.to(images.dtype)
         return images.sub(mean).div_(std), targets

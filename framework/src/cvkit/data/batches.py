@@ -213,22 +213,26 @@ class BatchLoader:
             else torch.arange(self.count)
         )
         seed = int(torch.randint(0, 2**62, (), generator=self.generator))
-        if self.per_sample is None:
-            order = order.to(self.device)  # one transfer per epoch, none per batch
-        batches = list(order.split(self.batch_size))[: len(self)]
         for number, (indices, images, labels) in enumerate(
-            self._batches(batches[start:], seed), start
+            self._batches(order, start, seed), start
         ):
-            yield self._augment(images, labels, indices, _batch_seed(seed, number))
+            yield self._augment(images, labels, indices, seed, number)
         self._epoch_start = self.generator.get_state()
         self.passes += 1
 
-    def _batches(self, batches: list[Tensor], seed: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """``(indices, images, labels)`` of each batch, all on the device, images uint8."""
+    def _batches(
+        self, order: Tensor, start: int, seed: int
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """``(indices, images, labels)`` of each batch from batch ``start`` of the epoch
+        whose image order is ``order``, all on the device, images uint8."""
+        size = self.batch_size
         if self.per_sample is None:
-            for indices in batches:  # already on the device (see epoch)
+            order = order.to(self.device, non_blocking=True)  # one copy per epoch, none per batch
+            for first in range(start * size, len(self) * size, size):
+                indices = order[first : first + size]
                 yield indices, self.images[indices], self.labels[indices]
             return
+        batches = list(order.split(size))[start : len(self)]
         items = [
             [(int(i), (seed + int(i) * 1_000_003) % 2**63) for i in indices] for indices in batches
         ]
@@ -247,20 +251,23 @@ class BatchLoader:
             yield on_device, images.to(self.device, non_blocking=True), self.labels[on_device]
 
     def _augment(
-        self, images: Tensor, labels: Tensor, indices: Tensor, seed: int
+        self, images: Tensor, labels: Tensor, indices: Tensor, epoch_seed: int, number: int
     ) -> tuple[Tensor, Tensor]:
+        """Batch ``number`` of the epoch whose seed is ``epoch_seed``, through the batch
+        augmentations (float in [0, 1] first), and this process's part of it."""
         images = images.float().div_(255)
         if self.image_size is not None:
             images = resize(images, self.image_size)
         targets = labels
         keys = None if self.sample_keys is None else self.sample_keys[indices]
-        states = None if self._seeds is None else self._seeds.seed(seed)
+        seeds = self._seeds
+        states = None if seeds is None else seeds.seed(_batch_seed(epoch_seed, number))
         try:
             for augmentation in self.batch_augmentations:
                 images, targets = augment(augmentation, images, targets, keys, self.passes)
         finally:
-            if self._seeds is not None and states is not None:
-                self._seeds.restore(states)
+            if seeds is not None and states is not None:
+                seeds.restore(states)
         if self.shard:
             part = distributed.shard(images.shape[0])
             self.shard_weight = (

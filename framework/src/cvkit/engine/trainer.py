@@ -157,7 +157,17 @@ class TrainingLoop:
         if settings.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # the model as this process runs it; forward: the same, wrapped for several processes
-        self.local: nn.Module = torch.compile(self.model) if settings.compile else self.model  # type: ignore[assignment]
+        self.local: nn.Module = (
+            torch.compile(self.model, mode=settings.compile_mode)  # type: ignore[assignment]
+            if settings.compile
+            else self.model
+        )
+        # CUDA graphs (compile_mode 'reduce-overhead') reuse their outputs' memory at the next
+        # step: each step is marked, and its logits are counted before the next one
+        self._cudagraphs = settings.compile and settings.compile_mode in (
+            "reduce-overhead",
+            "max-autotune",
+        )
         self.forward: nn.Module = self.local
         self._wrapped_for: tuple[bool, ...] | None = None  # which parameters DDP syncs
         self.optimizer, self.scheduler, self.loss = optimizer, scheduler, loss.to(device)
@@ -340,6 +350,8 @@ class TrainingLoop:
     def _train_step(self, images: Tensor, targets: Tensor) -> bool:
         """Forward and backward of one batch; the optimizer steps after the last batch of
         each group of ``accumulate_steps``, on their mean gradient. Returns whether it stepped."""
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
         if self.requires_closure:
             logits, loss = self._closure_step(images, targets)
             stepped = True
@@ -369,7 +381,7 @@ class TrainingLoop:
         self._pending.append((loss, targets.shape[0]))
         self._unscored.append((logits.detach(), targets))
         self._unscored_size += logits.numel()
-        if self._unscored_size >= self.score_logits:
+        if self._unscored_size >= self.score_logits or self._cudagraphs:
             self._score()
         return stepped
 

@@ -149,6 +149,10 @@ class TrainerSettings:
         clip_grad_value: clip every gradient element to [-value, value] (none: off).
         channels_last: keep the model and batches in channels-last memory format.
         compile: compile the model with torch.compile.
+        compile_mode: torch.compile's mode: 'default'; 'reduce-overhead' (CUDA graphs on a
+            GPU: the step's kernels launched as one graph, for small models whose steps
+            the host's launches would slow); 'max-autotune' (slower to compile, tuned
+            kernels); 'max-autotune-no-cudagraphs'.
         ema_decay: keep an exponential moving average of the weights with this decay and
             evaluate with it (none: off); e.g. 0.999.
         eval_weights: weights for the final evaluation: 'best' (the checkpoint callback's best
@@ -171,6 +175,9 @@ class TrainerSettings:
     )
     channels_last: bool = False
     compile: bool = False
+    compile_mode: Literal[
+        "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"
+    ] = "default"
     ema_decay: float | None = attrs.field(default=None, validator=_optional(_open_unit))
     eval_weights: Literal["best", "last"] = "best"
     tta: list[Literal["flip", "crop", "shift"]] = attrs.field(factory=list)
