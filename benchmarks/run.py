@@ -1,15 +1,21 @@
 """cvkit speed benchmarks; prints one JSON object (see benchmarks/README.md).
 
-    python benchmarks/run.py                      # all three, on CUDA when available
+    python benchmarks/run.py                      # all four, on CUDA when available
     python benchmarks/run.py --only overhead --trials 9 --out results.json
+    python benchmarks/run.py --only host_overhead --threads 1 --trials 9
 
 (a) overhead: cvkit's training throughput / a minimal hand-written loop's, same model,
-    data in memory, batch size, in one process, trials interleaved; a third arm runs the
-    TensorBoard callback with per-step logging (4 points per trial) and times the callback.
+    data in memory (on the device before either timer), batch size, in one process, trials
+    interleaved; a third arm runs the TensorBoard callback with per-step logging (4 points
+    per trial) and times the callback.
 (b) pipeline: augmented images/s of cvkit's tensor pipeline / torchvision's per-sample
-    transforms (RandomCrop(32, 4) + flip + ToTensor + Normalize) in a 2-worker DataLoader.
+    transforms (RandomCrop(32, 4) + flip + ToTensor + Normalize) in a 2-worker DataLoader,
+    both warmed up by one epoch first.
 (c) end_to_end: one epoch of recipes/cifar10_small_cnn.toml on ../shared/data/cifar10/train,
     training images/s / the same model's compute-only throughput (measured before and after).
+(e) host_overhead: microseconds per step of a near-zero-compute model (model/linear) for
+    the hand-written loop, TrainingLoop without callbacks and `cvkit run` with the default
+    callbacks, and the host waits per step (cvkit.engine.host_syncs).
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
-from torchvision.transforms.v2 import functional as TF
 
 from cvkit.builtins.flip import HorizontalFlip
 from cvkit.builtins.normalize import NORMALIZATION_PRESETS, Normalize
@@ -76,17 +81,28 @@ def hand_written_epoch(
     device: torch.device,
     generator: torch.Generator,
 ) -> None:
-    """The reference: what one writes by hand for in-memory data, same work per batch."""
-    images, labels = data.images.to(device), data.labels.to(device)
+    """The reference: what one writes by hand for in-memory data, the same work per batch
+    as cvkit's loop without its bookkeeping: ``data`` already on ``device`` (as cvkit's
+    loader holds it, made before the timer), an epoch's order, index, convert, normalize
+    (the same operations as augmentation/normalize: precomputed mean and std), forward, the
+    same ``nn.CrossEntropyLoss``, backward, step."""
+    images, labels = data.images, data.labels
+    mean, std = (torch.tensor(v, device=device).view(-1, 1, 1) for v in (MEAN, STD))
     order = torch.randperm(len(data), generator=generator).to(device)
+    criterion = nn.CrossEntropyLoss()
     model.train()
     for start in range(0, len(data) - batch + 1, batch):
         index = order[start : start + batch]
-        x = TF.normalize(images[index].float().div_(255), MEAN, STD)
-        loss = F.cross_entropy(model(x), labels[index])
+        x = images[index].float().div_(255).sub(mean).div_(std)
+        loss = criterion(model(x), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+
+def on_device(data: ImageTensors, device: torch.device) -> ImageTensors:
+    """``data`` with its images and labels moved to ``device`` (before any timer)."""
+    return ImageTensors(data.images.to(device), data.labels.to(device), data.classes)
 
 
 class TimedTensorBoard(TensorBoard):
@@ -139,10 +155,12 @@ def overhead(
     log_every = max(1, steps // TENSORBOARD_POINTS)
     callback_seconds: list[float] = []
 
+    resident = on_device(data, device)  # the loader holds its copy on the device too
+
     def run_reference() -> float:
         synchronize(device)
         start = time.perf_counter()
-        hand_written_epoch(reference, reference_opt, data, batch, device, generator)
+        hand_written_epoch(reference, reference_opt, resident, batch, device, generator)
         synchronize(device)
         return batch * steps / (time.perf_counter() - start)
 
@@ -199,6 +217,132 @@ def overhead(
     }
 
 
+def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> dict:
+    """(e): microseconds per step of a near-zero-compute model (model/linear, 1,930
+    parameters on 32x32 images) for (i) the hand-written loop, (ii) cvkit's TrainingLoop
+    without callbacks, (iii) ``cvkit run benchmarks/host_overhead.toml`` with the default
+    callbacks (its last epoch's seconds from metrics.jsonl); trials interleaved, the order
+    rotated. Host waits per step (see cvkit.engine.host_syncs) from the difference between
+    an epoch of ``steps`` and one of ``2 * steps``, so the epoch's own reads cancel."""
+    from cvkit.builtins.linear_model import LinearClassifier
+    from cvkit.commands.run import train
+    from cvkit.engine.host_syncs import count_host_syncs
+    from cvkit.registry.loading import default_registry
+
+    registry = default_registry()
+    recipe = ROOT / "benchmarks" / "host_overhead.toml"
+    data = cifar_like(batch * steps)
+    resident = on_device(data, device)
+    torch.manual_seed(0)
+    reference, ours = LinearClassifier(10, 3).to(device), LinearClassifier(10, 3).to(device)
+    reference_opt = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    ours_opt = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+
+    def loader(count: int) -> BatchLoader:
+        return BatchLoader(
+            cifar_like(count) if count != len(data) else data,
+            batch_size=batch,
+            device=device,
+            shuffle=True,
+            drop_last=True,
+            augmentations=[Normalize(mean=MEAN, std=STD)],
+        )
+
+    ours_loader = loader(len(data))
+
+    def loop(batches: BatchLoader) -> TrainingLoop:
+        return TrainingLoop(ours, ours_opt, nn.CrossEntropyLoss(), batches, epochs=1, device=device)
+
+    def run_reference() -> float:
+        synchronize(device)
+        start = time.perf_counter()
+        hand_written_epoch(reference, reference_opt, resident, batch, device, generator)
+        synchronize(device)
+        return (time.perf_counter() - start) / steps * 1e6
+
+    def run_loop() -> float:
+        trainer = loop(ours_loader)
+        synchronize(device)
+        start = time.perf_counter()
+        trainer.fit()
+        synchronize(device)
+        return (time.perf_counter() - start) / steps * 1e6
+
+    def recipe_run(count: int, folder: Path) -> Any:
+        overrides = [
+            f"experiment.device={device.type}",
+            f"data.batch_size={batch}",
+            f"data.dataset.train_size={count + 256}",
+        ]
+        return train(recipe, overrides=overrides, output=folder, registry=registry)
+
+    scratch = Path(tempfile.mkdtemp(prefix="cvkit-bench-e-"))
+    runs = iter(range(10**6))
+
+    def run_recipe() -> float:
+        result = recipe_run(batch * steps, scratch / f"run-{next(runs)}")
+        last = json.loads((result.run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        return last["epoch_seconds"] / steps * 1e6
+
+    arms = [run_reference, run_loop, run_recipe]
+    for arm in arms:  # warm-up
+        arm()
+    times: list[list[float]] = []
+    for trial in range(trials):
+        order = [(trial + k) % 3 for k in range(3)]
+        measured = {k: arms[k]() for k in order}
+        times.append([measured[k] for k in range(3)])
+    loop_syncs = [count_host_syncs(loop(loader(batch * n)).fit) for n in (steps, 2 * steps)]
+    recipe_syncs = [
+        count_host_syncs(lambda n=n: recipe_run(batch * n, scratch / f"syncs-{n}"))
+        for n in (steps, 2 * steps)
+    ]
+
+    def per_step(pair: list[dict[str, int]], epochs: int) -> dict[str, float]:
+        return {k: (pair[1][k] - pair[0][k]) / (epochs * steps) for k in pair[0]}
+
+    def column(k: int) -> dict[str, float]:
+        values = [t[k] for t in times]
+        return {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
+
+    ratios = {name: [t[k] / t[0] for t in times] for k, name in ((1, "loop"), (2, "recipe"))}
+    return {
+        "model": "linear (1,930 parameters), 3x32x32 images",
+        "batch_size": batch,
+        "steps_per_trial": steps,
+        "trials": trials,
+        "threads": torch.get_num_threads(),
+        "microseconds_per_step": {
+            "hand_written": column(0),
+            "training_loop": column(1),
+            "cvkit_run": column(2),
+        },
+        "ratio_loop": {
+            "median": statistics.median(ratios["loop"]),
+            "min": min(ratios["loop"]),
+            "max": max(ratios["loop"]),
+        },
+        "ratio_recipe": {
+            "median": statistics.median(ratios["recipe"]),
+            "min": min(ratios["recipe"]),
+            "max": max(ratios["recipe"]),
+        },
+        "host_waits_per_step": {
+            "training_loop": per_step(loop_syncs, 1),
+            "cvkit_run": per_step(recipe_syncs, 2),
+        },
+        "host_waits_per_epoch_of_steps": {
+            "training_loop": loop_syncs[0],
+            "cvkit_run": recipe_syncs[0],
+        },
+    }
+
+
 class _TorchvisionCIFAR(torch.utils.data.Dataset):
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any) -> None:
         self.images, self.labels, self.transform = images, labels, transform
@@ -245,12 +389,22 @@ def pipeline(count: int, batch: int, device: torch.device) -> dict:
         data.images.permute(0, 2, 3, 1).numpy(), data.labels.numpy(), transform
     )
     reference = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, shuffle=True, num_workers=2, pin_memory=device.type == "cuda"
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=2,
+        pin_memory=device.type == "cuda",
+        persistent_workers=True,  # warmed up below as cvkit's loader is: workers kept
     )
+
+    def torchvision_epoch() -> None:
+        for images, labels in reference:
+            images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        synchronize(device)
+
+    torchvision_epoch()  # warm-up: workers started, pages touched, as for cvkit above
     start = time.perf_counter()
-    for images, labels in reference:
-        images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-    synchronize(device)
+    torchvision_epoch()
     theirs = count / (time.perf_counter() - start)
     return {
         "images": count,
@@ -330,7 +484,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--only", default="overhead,pipeline,end_to_end", help="comma-separated subset"
+        "--only",
+        default="overhead,pipeline,end_to_end,host_overhead",
+        help="comma-separated subset",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch's CPU threads (default: torch's own choice)"
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -338,6 +497,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if args.device == "auto"
@@ -365,6 +526,10 @@ def main() -> None:
                 device=device,
             ),
         ]
+    if "host_overhead" in only:
+        results["host_overhead"] = host_overhead(
+            batch=512 if cuda else 8, steps=2000, trials=args.trials, device=device
+        )
     if "pipeline" in only:
         results["pipeline"] = pipeline(count=50_000 if cuda else 10_000, batch=128, device=device)
     if "end_to_end" in only:
