@@ -125,9 +125,13 @@ class TrainingLoop:
     check_every = 100
     """Batches between checks that the running loss is finite (each one waits for the device)."""
 
-    score_logits = 2**22
-    """Logit values (images x classes) held before their correct predictions are counted
-    (16 MiB in float32; counting happens on the device, without waiting for it)."""
+    pack_every = 32
+    """Batches whose losses and logits are held before they are packed on the device (their
+    losses stacked, their correct predictions counted), without waiting for it: a few
+    operations per ``pack_every`` batches instead of several per batch, and few tensors held."""
+
+    pack_logits = 2**22
+    """Logit values (images x classes) that also pack them (16 MiB in float32)."""
 
     def __init__(
         self,
@@ -378,11 +382,15 @@ class TrainingLoop:
             self.ema.update_parameters(self.model)
         loss = loss.detach()
         self.batch_images, self.batch_loss = images, loss
-        self._pending.append((loss, targets.shape[0]))
-        self._unscored.append((logits.detach(), targets))
-        self._unscored_size += logits.numel()
-        if self._unscored_size >= self.score_logits or self._cudagraphs:
-            self._score()
+        self._unpacked.append((loss, logits.detach(), targets))
+        self._counts.append(targets.shape[0])
+        self._unpacked_size += logits.numel()
+        if (
+            len(self._unpacked) >= self.pack_every
+            or self._unpacked_size >= self.pack_logits
+            or self._cudagraphs
+        ):
+            self._pack()
         return stepped
 
     def _backward(self, images: Tensor, targets: Tensor, weight: float) -> tuple[Tensor, Tensor]:
@@ -497,38 +505,42 @@ class TrainingLoop:
 
     def _reset_running(self) -> None:
         self._loss_sum, self._correct, self._seen = 0.0, 0, 0
-        self._pending: list[tuple[Tensor, int]] = []  # each batch's loss and image count
-        self._unscored: list[tuple[Tensor, Tensor]] = []  # logits and targets not yet counted
-        self._unscored_size = 0
-        self._hits: list[Tensor] = []  # device counts of correct predictions, see _score
+        self._counts: list[int] = []  # each batch's image count, in order
+        self._unpacked: list[tuple[Tensor, Tensor, Tensor]] = []  # loss, logits, targets
+        self._unpacked_size = 0
+        self._losses: list[Tensor] = []  # packed losses (K,), in batch order, see _pack
+        self._hits: list[Tensor] = []  # device counts of correct predictions, see _pack
 
-    def _score(self) -> None:
-        """Count the correct predictions of the batches not yet counted, on the device and
-        without waiting for it: one argmax and compare over all of them, instead of three
-        small operations per batch."""
-        if not self._unscored:
+    def _pack(self) -> None:
+        """Pack the batches held since the last pack, on the device and without waiting for
+        it: their losses stacked in order, their correct predictions counted by one argmax
+        and compare over all of them. (With CUDA graphs, every batch: a graph's next replay
+        reuses its logits' memory.)"""
+        if not self._unpacked:
             return
-        logits = torch.cat([logits for logits, _ in self._unscored])
-        hard = torch.cat([t.argmax(1) if t.ndim == 2 else t for _, t in self._unscored])
+        self._losses.append(torch.stack([loss for loss, _, _ in self._unpacked]))
+        logits = torch.cat([logits for _, logits, _ in self._unpacked])
+        hard = torch.cat([t.argmax(1) if t.ndim == 2 else t for _, _, t in self._unpacked])
         self._hits.append((logits.argmax(1) == hard).sum())
-        self._unscored.clear()
-        self._unscored_size = 0
+        self._unpacked.clear()
+        self._unpacked_size = 0
 
     def _settle(self) -> None:
-        """Fold the batches' device scalars into the epoch sums: one transfer, then float64
+        """Fold the batches' device values into the epoch sums: one transfer, then float64
         sums in batch order, so a resumed epoch adds up exactly as an uninterrupted one."""
-        if not self._pending:
+        if not self._counts:
             return
-        self._score()  # every batch in _pending is in _unscored until scored
-        count = len(self._pending)
-        losses = torch.stack([loss for loss, _ in self._pending]).double()
-        hits = torch.stack(self._hits).double()  # not stacked with the losses: they may be bf16
+        self._pack()
+        losses = torch.cat(self._losses).double()
+        hits = torch.stack(self._hits).double()  # not with the losses: they may be bf16
         values = torch.cat([losses, hits]).tolist()
-        for loss, (_, images) in zip(values[:count], self._pending, strict=True):
+        count = len(self._counts)
+        for loss, images in zip(values[:count], self._counts, strict=True):
             self._loss_sum += loss * images
             self._seen += images
         self._correct += int(sum(values[count:]))
-        self._pending.clear()
+        self._counts.clear()
+        self._losses.clear()
         self._hits.clear()
 
     def running_metrics(self) -> dict[str, float]:
