@@ -477,9 +477,8 @@ class TrainingLoop:
         running statistics, which each process updated with its own part of the batches)
         before they evaluate, so that every part is evaluated with the weights rank 0 saves."""
         distributed.broadcast_buffers(self.model)
-        if (
-            self.ema is not None
-        ):  # its module's: its update count is a CPU tensor, the same everywhere
+        # the EMA's module only: its update count is a CPU tensor, the same in every process
+        if self.ema is not None:
             distributed.broadcast_buffers(self.ema.module)
 
     def evaluate(self, loader: BatchLoader, progress: str | None = None) -> dict[str, Any]:
