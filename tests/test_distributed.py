@@ -41,7 +41,7 @@ ENV = {
     ),
 }
 CALLBACKS = (
-    'callbacks=[{{ name = "kill", epoch = 2, batch = 3, rank = 1, marker = "{marker}" }}, '
+    'callbacks=[{{ name = "{fault}", epoch = 2, batch = 3, rank = 1, marker = "{marker}" }}, '
     '{{ name = "metrics_jsonl" }}, {{ name = "checkpoint" }}]'
 )
 SETTINGS = ["trainer.sync_batchnorm=true"]
@@ -70,10 +70,10 @@ def cvkit(*args: str, processes: int = 1) -> subprocess.CompletedProcess:
     )
 
 
-def sets(marker: Path) -> list[str]:
+def sets(marker: Path, fault: str = "kill") -> list[str]:
     return [
         arg
-        for value in [*SETTINGS, CALLBACKS.format(marker=marker.as_posix())]
+        for value in [*SETTINGS, CALLBACKS.format(fault=fault, marker=marker.as_posix())]
         for arg in ("--set", value)
     ]
 
@@ -114,6 +114,20 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     shutil.copytree(root / "cut", root / "cut-for-one")
     result["resumed"] = cvkit("run", "--resume", str(root / "cut"), processes=2)
     result["resumed_by_one"] = cvkit("run", "--resume", str(root / "cut-for-one"))
+    result["terminated"] = cvkit(
+        "run",
+        str(recipe),
+        "--dist-timeout",
+        str(TIMEOUT),
+        "--output",
+        str(root / "term"),
+        *sets(root / "terminated", "terminate"),
+        processes=2,
+    )
+    result["term_state"] = {
+        k: load_checkpoint(root / "term" / "checkpoints" / "last.pt")[k] for k in ("epoch", "batch")
+    }
+    result["term_resumed"] = cvkit("run", "--resume", str(root / "term"), processes=2)
     return result
 
 
@@ -150,6 +164,22 @@ def test_a_killed_process_ends_the_job_and_the_run_resumes(runs: dict[str, Any])
     resumed = runs["resumed"]
     assert resumed.returncode == 0, resumed.stderr
     assert run_summary(runs["root"] / "cut") == run_summary(runs["root"] / "double")
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_step_and_the_run_resumes(
+    runs: dict[str, Any],
+) -> None:
+    """Rank 1 gets SIGTERM after batch 3 of epoch 2; the vote on it runs during batch 4, so
+    both processes stop after batch 4, rank 0 saves last.pt there, and the resumed run ends
+    as the uninterrupted one."""
+    terminated = runs["terminated"]
+    assert terminated.returncode != 0
+    assert "SIGTERM" in terminated.stderr
+    assert runs["term_state"] == {"epoch": 1, "batch": 4}
+    resumed = runs["term_resumed"]
+    assert resumed.returncode == 0, resumed.stderr
+    assert run_summary(runs["root"] / "term") == run_summary(runs["root"] / "double")
 
 
 @pytest.mark.slow
