@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("cuda_tests", "overhead", "host_overhead", "speedrun", "resnet18", "lightweight")
 
 
-def cuda_tests(smoke: bool) -> dict[str, Any]:
+def cuda_tests() -> dict[str, Any]:
     """``pytest -m cuda``: its summary line and exit status (5: nothing collected to run)."""
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "tests/test_cuda.py"],
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trials = 1 if args.smoke else args.trials
     cuda = not args.smoke
     runners: dict[str, Callable[[], Any]] = {
-        "cuda_tests": lambda: cuda_tests(args.smoke),
+        "cuda_tests": cuda_tests,
         "overhead": lambda: overhead(device, args.smoke, trials),
         "host_overhead": lambda: host_overhead(device, args.smoke, trials),
         "speedrun": lambda: speedrun(args, device),

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -103,6 +104,22 @@ def hand_written_epoch(
 def on_device(data: ImageTensors, device: torch.device) -> ImageTensors:
     """``data`` with its images and labels moved to ``device`` (before any timer)."""
     return ImageTensors(data.images.to(device), data.labels.to(device), data.classes)
+
+
+def interleaved(arms: list[Any], trials: int) -> list[list[float]]:
+    """Each trial runs every arm once, the order rotated from trial to trial so that drifts
+    of the machine affect all alike; returns each trial's results in the arms' order."""
+    results: list[list[float]] = []
+    for trial in range(trials):
+        order = [(trial + k) % len(arms) for k in range(len(arms))]
+        measured = {k: arms[k]() for k in order}
+        results.append([measured[k] for k in range(len(arms))])
+    return results
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of ``values``."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 class TimedTensorBoard(TensorBoard):
@@ -189,11 +206,7 @@ def overhead(
     for arm in arms:  # warm-up
         arm()
     callback_seconds.clear()
-    rates: list[list[float]] = []
-    for trial in range(trials):  # rotate which goes first, so drifts affect all alike
-        order = [(trial + k) % 3 for k in range(3)]
-        measured = {k: arms[k]() for k in order}
-        rates.append([measured[k] for k in range(3)])
+    rates = interleaved(arms, trials)
     ratios = [c / r for r, c, _ in rates]
     logging_ratios = [t / c for _, c, t in rates]
     return {
@@ -239,9 +252,9 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
     ours_opt = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
 
-    def loader(count: int) -> BatchLoader:
+    def loader(images: ImageTensors) -> BatchLoader:
         return BatchLoader(
-            cifar_like(count) if count != len(data) else data,
+            images,
             batch_size=batch,
             device=device,
             shuffle=True,
@@ -249,7 +262,7 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
             augmentations=[Normalize(mean=MEAN, std=STD)],
         )
 
-    ours_loader = loader(len(data))
+    ours_loader = loader(data)
 
     def loop(batches: BatchLoader) -> TrainingLoop:
         return TrainingLoop(ours, ours_opt, nn.CrossEntropyLoss(), batches, epochs=1, device=device)
@@ -278,7 +291,7 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
         return train(recipe, overrides=overrides, output=folder, registry=registry)
 
     scratch = Path(tempfile.mkdtemp(prefix="cvkit-bench-e-"))
-    runs = iter(range(10**6))
+    runs = itertools.count()
 
     def run_recipe() -> float:
         result = recipe_run(batch * steps, scratch / f"run-{next(runs)}")
@@ -288,12 +301,10 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
     arms = [run_reference, run_loop, run_recipe]
     for arm in arms:  # warm-up
         arm()
-    times: list[list[float]] = []
-    for trial in range(trials):
-        order = [(trial + k) % 3 for k in range(3)]
-        measured = {k: arms[k]() for k in order}
-        times.append([measured[k] for k in range(3)])
-    loop_syncs = [count_host_syncs(loop(loader(batch * n)).fit) for n in (steps, 2 * steps)]
+    times = interleaved(arms, trials)
+    loop_syncs = [
+        count_host_syncs(loop(loader(cifar_like(batch * n))).fit) for n in (steps, 2 * steps)
+    ]
     recipe_syncs = [
         count_host_syncs(lambda n=n: recipe_run(batch * n, scratch / f"syncs-{n}"))
         for n in (steps, 2 * steps)
@@ -302,15 +313,6 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
     def per_step(pair: list[dict[str, int]], epochs: int) -> dict[str, float]:
         return {k: (pair[1][k] - pair[0][k]) / (epochs * steps) for k in pair[0]}
 
-    def column(k: int) -> dict[str, float]:
-        values = [t[k] for t in times]
-        return {
-            "median": statistics.median(values),
-            "min": min(values),
-            "max": max(values),
-        }
-
-    ratios = {name: [t[k] / t[0] for t in times] for k, name in ((1, "loop"), (2, "recipe"))}
     return {
         "model": "linear (1,930 parameters), 3x32x32 images",
         "batch_size": batch,
@@ -318,20 +320,11 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
         "trials": trials,
         "threads": torch.get_num_threads(),
         "microseconds_per_step": {
-            "hand_written": column(0),
-            "training_loop": column(1),
-            "cvkit_run": column(2),
+            name: spread([t[k] for t in times])
+            for k, name in enumerate(("hand_written", "training_loop", "cvkit_run"))
         },
-        "ratio_loop": {
-            "median": statistics.median(ratios["loop"]),
-            "min": min(ratios["loop"]),
-            "max": max(ratios["loop"]),
-        },
-        "ratio_recipe": {
-            "median": statistics.median(ratios["recipe"]),
-            "min": min(ratios["recipe"]),
-            "max": max(ratios["recipe"]),
-        },
+        "ratio_loop": spread([t[1] / t[0] for t in times]),
+        "ratio_recipe": spread([t[2] / t[0] for t in times]),
         "host_waits_per_step": {
             "training_loop": per_step(loop_syncs, 1),
             "cvkit_run": per_step(recipe_syncs, 2),
