@@ -13,7 +13,7 @@ import pytest
 
 import cvkit
 
-from conftest import ROOT
+from helpers import ROOT
 
 CORE = ROOT / "framework" / "src"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RECIPES, make_distribution, run_cvkit
+from helpers import RECIPES, make_distribution, run_cvkit
 
 QUICKSTART = RECIPES / "quickstart.toml"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,7 +12,7 @@ from cvkit.engine.build import trainable_parameters
 from cvkit.recipe.loading import load_recipe
 from cvkit.registry.kinds import KINDS
 
-from conftest import RECIPES, run_cvkit
+from helpers import RECIPES, run_cvkit
 
 BUILTINS = {
     "model": ["linear", "simple_cnn", "torchvision"],
@@ -46,6 +47,25 @@ BUILTINS = {
 def test_version_and_python_dash_m() -> None:
     result = run_cvkit("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"cvkit {__version__}"
+
+
+# torch's logging format (W1207 10:09:29.178000 18051 file.py:183] ...) and Python's warnings
+THIRD_PARTY_WARNING = re.compile(r"^[IWE]\d{4} \d\d:|Warning: |CUDA_HOME", re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_a_cpu_run_profile_and_check_print_no_third_party_warning(tiny_recipe, tmp_path) -> None:
+    """Importing torch.utils.benchmark at module level made every command start with torch's
+    "No CUDA runtime is found, using CUDA_HOME=..." on a machine without the CUDA toolkit."""
+    run = tmp_path / "run"
+    for args in (
+        ("run", str(tiny_recipe), "--output", str(run), "--set", "experiment.epochs=1"),
+        ("check", str(tiny_recipe)),
+        ("profile", str(run), "--repeats", "2"),
+    ):
+        result = run_cvkit(*args, env={"PYTHONWARNINGS": "default"})
+        assert result.returncode == 0, result.stderr
+        assert not THIRD_PARTY_WARNING.search(result.stderr), (args, result.stderr)
 
 
 def test_help_names_every_command(run_cli) -> None:

@@ -30,7 +30,7 @@ from cvkit.engine.trainer import TrainingLoop
 from cvkit.recipe.schema import DataSettings, TrainerSettings
 from cvkit.registry.specs import ComponentSpec
 
-from conftest import ROOT
+from helpers import ROOT
 from test_run import run_summary
 
 CPU = torch.device("cpu")

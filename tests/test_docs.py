@@ -11,7 +11,7 @@ from cvkit.recipe.loading import load_recipe
 from cvkit.recipe.schema import DataSettings, ExperimentSettings, Recipe, TrainerSettings
 from cvkit.registry.parameters import parameters_of
 
-from conftest import ROOT
+from helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
 RECIPES_DOC = (ROOT / "docs" / "recipes.md").read_text()

@@ -22,7 +22,7 @@ from cvkit.files import json_text
 from cvkit.registry.loading import load_registry
 
 import engine_plugin
-from conftest import ROOT, run_cvkit
+from helpers import ROOT, run_cvkit
 from test_run import run_summary, without_timing
 
 ENV = {"CVKIT_PLUGINS": "engine_plugin", "PYTHONPATH": str(ROOT / "tests")}
@@ -220,6 +220,30 @@ def test_non_finite_weights_after_the_last_step_are_never_saved(
 def test_json_written_by_cvkit_always_parses() -> None:
     text = json_text({"loss": float("nan"), "top1": float("inf"), "ok": [1.5, float("-inf")]})
     assert json.loads(text) == {"loss": None, "top1": None, "ok": [1.5, None]}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_of_a_run_get_the_umask_s_permissions(tiny_recipe, registry, tmp_path, umask) -> None:
+    """Atomic writes (a temporary file renamed over the destination) used to keep mkstemp's
+    0600: eval.json, recipe.toml, env.json and checkpoints were readable by their owner only,
+    while metrics.jsonl and run.log, opened normally, were 0644."""
+    previous = os.umask(umask)
+    try:
+        train(
+            tiny_recipe,
+            overrides=["experiment.epochs=1"],
+            output=tmp_path / "run",
+            registry=registry,
+        )
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"eval.json", "recipe.toml", "env.json", "last.pt", "metrics.jsonl"} <= names
+    expected = 0o666 & ~umask
+    assert {p.relative_to(tmp_path): oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.relative_to(tmp_path): oct(expected) for p in files
+    }
 
 
 def test_a_second_ctrl_c_inside_a_step_saves_nothing(

@@ -28,7 +28,7 @@ from cvkit.registry.loading import load_registry
 from cvkit.testing import TINY_RECIPE
 
 import engine_plugin
-from conftest import RECIPES
+from helpers import RECIPES
 
 QUICKSTART = str(RECIPES / "quickstart.toml")
 

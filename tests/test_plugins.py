@@ -18,7 +18,7 @@ from cvkit.registry.loading import (
     unregistered_distributions,
 )
 
-from conftest import RECIPES, make_distribution, run_cvkit
+from helpers import RECIPES, make_distribution, run_cvkit
 
 GOOD_PLUGIN = '''
     from torch import nn

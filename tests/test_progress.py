@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cvkit.progress import Meter
 
-from conftest import run_cvkit
+from helpers import run_cvkit
 
 
 def test_a_run_without_a_terminal_logs_progress_inside_each_epoch(

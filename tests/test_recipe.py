@@ -17,7 +17,7 @@ from cvkit.recipe.reading import read_recipe
 from cvkit.recipe.writing import dump_recipe
 from cvkit.registry.specs import ComponentSpec
 
-from conftest import RECIPES
+from helpers import RECIPES
 
 BASE = """
 [experiment]

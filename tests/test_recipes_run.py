@@ -11,7 +11,7 @@ from torchvision.models import get_model, get_model_weights
 from cvkit.models.pretrained import weights_file
 from cvkit.recipe.loading import load_recipe
 
-from conftest import RECIPES
+from helpers import RECIPES
 
 RECIPE_FILES = sorted(RECIPES.glob("*.toml"))
 

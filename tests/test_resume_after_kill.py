@@ -10,7 +10,7 @@ import pytest
 from cvkit.commands.rundir import run_status
 from cvkit.engine.checkpoint import load_checkpoint
 
-from conftest import ROOT, run_cvkit
+from helpers import ROOT, run_cvkit
 from test_run import run_summary
 
 CALLBACKS = (

@@ -19,7 +19,7 @@ from cvkit.recipe.loading import load_recipe
 from cvkit.registry.loading import load_registry
 
 import engine_plugin
-from conftest import run_cvkit
+from helpers import run_cvkit
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from torch import nn
 from cvkit.engine.build import build_model, trainable_parameters
 from cvkit.recipe.loading import load_recipe
 
-from conftest import RECIPES
+from helpers import RECIPES
 
 
 def forward_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, ...]]:

@@ -15,7 +15,7 @@ from cvkit_cbam import CBAM, ChannelAttention, SpatialAttention
 from cvkit_squeeze_excitation import SqueezeExcitation
 
 import engine_plugin
-from conftest import RECIPES
+from helpers import RECIPES
 
 
 @pytest.mark.parametrize("block", ["cbam", "channel_attention", "spatial_attention"])

@@ -2,7 +2,8 @@
 
 Every file cvkit writes goes to a temporary file beside its destination (``.<name>.*.tmp``),
 is flushed to disk and renamed over the destination, so a reader sees the old file or the
-new one, never a mix. A failed write (a full disk, a read-only folder) raises
+new one, never a mix. The file gets the permissions ``open`` would give it (0666 less the
+process's umask), not ``mkstemp``'s owner-only 0600. A failed write (a full disk, a read-only folder) raises
 :class:`~cvkit.errors.StorageError` naming the file, and leaves the old file as it was.
 """
 
@@ -19,6 +20,13 @@ from typing import IO, Any
 from cvkit.errors import CvkitError, StorageError, short_reason
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, fsync it, rename it over ``path``."""
     temporary: str | None = None
@@ -27,6 +35,7 @@ def _write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> None:
         handle, temporary = tempfile.mkstemp(
             prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
         )
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             write(stream)
             stream.flush()

@@ -17,6 +17,7 @@ import ctypes
 import functools
 import gc
 import io
+import logging
 import resource
 import statistics
 import sys
@@ -27,7 +28,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -123,12 +123,26 @@ def _inference(model: nn.Module) -> Any:
     return run
 
 
+def _benchmark() -> Any:
+    """``torch.utils.benchmark``, imported on first use: importing it imports
+    ``torch.utils.cpp_extension``, which logs a warning ("No CUDA runtime is found") on
+    every machine without the CUDA toolkit; no compiler is used here, so it is silenced."""
+    extension_log = logging.getLogger("torch.utils.cpp_extension")
+    level = extension_log.level
+    extension_log.setLevel(logging.ERROR)
+    try:
+        from torch.utils import benchmark
+    finally:
+        extension_log.setLevel(level)
+    return benchmark
+
+
 def _call_times(
     function: Any, inputs: Tensor, repeats: int, warmup: int, threads: int | None
 ) -> list[float]:
     """Seconds of each of ``repeats`` calls of ``function(inputs)`` timed one by one by
     torch.utils.benchmark (which synchronises CUDA), after ``warmup`` calls."""
-    timer = benchmark.Timer(
+    timer = _benchmark().Timer(
         stmt="function(inputs)",
         globals={"function": function, "inputs": inputs},
         num_threads=threads or torch.get_num_threads(),

@@ -1,4 +1,5 @@
-"""Helpers of the core's tests: paths, cvkit in a subprocess, throwaway plugin distributions.
+"""Helpers of the core's tests, imported as `helpers` (a module, not a conftest.py, so that
+any way of invoking pytest finds them: `pytest`, `pytest .`, `pytest plugins tests`).
 
 The fixtures (registry, run_cli, tiny_recipe) come from cvkit's pytest plugin,
 cvkit.testing.fixtures; the repository's conftest.py cleans the plugin environment.
