@@ -191,6 +191,14 @@ class BatchLoader:
     def __len__(self) -> int:
         return batches_per_epoch(self.count, self.batch_size, self.drop_last)
 
+    def images_in(self, batches: range) -> int:
+        """Images in the epoch's batches ``batches`` (0-based numbers), over all processes:
+        ``batch_size`` each, the last batch of an epoch kept by ``drop_last = false`` holds
+        the rest."""
+        last = len(self) - 1
+        rest = self.count - self.batch_size * last
+        return sum(rest if number == last else self.batch_size for number in batches)
+
     def state_dict(self) -> dict[str, Any]:
         """The generator state and the number of epochs done at the start of the current
         epoch (or the next, between epochs)."""

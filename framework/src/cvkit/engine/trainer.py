@@ -8,7 +8,9 @@ counts are read in one transfer at a sync point: the finite-loss check every
 ``check_every`` batches, a progress redraw, a checkpoint, or the end of the epoch.
 
 With ``trainer.accumulate_steps = K`` the optimizer steps once per K batches, on the mean
-of their gradients (the last group of an epoch may be shorter). In a run of several
+of their gradients, weighted by images: each batch's mean loss is scaled by its share of
+the group's images, so the step is that of one batch holding the whole group (also when
+the epoch's last group is shorter, or ends with a smaller batch). In a run of several
 processes (see :mod:`cvkit.distributed`) the model is wrapped in
 DistributedDataParallel, which averages the gradients of the processes' parts of each batch;
 the processes agree on when to stop on a signal one optimizer step after it arrives (a
@@ -353,7 +355,8 @@ class TrainingLoop:
 
     def _train_step(self, images: Tensor, targets: Tensor) -> bool:
         """Forward and backward of one batch; the optimizer steps after the last batch of
-        each group of ``accumulate_steps``, on their mean gradient. Returns whether it stepped."""
+                each group of ``accumulate_steps``, on the gradient of the group's mean loss over its
+        images. Returns whether it stepped."""
         if self._cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
         if self.requires_closure:
@@ -365,7 +368,7 @@ class TrainingLoop:
             stepped = self.batch == first + size - 1
             if self.batch == first:
                 self.optimizer.zero_grad(set_to_none=True)
-            weight = self.train_loader.shard_weight / size
+            weight = self.train_loader.shard_weight * self._group_weight(first, size)
             if not stepped and self.forward is not self.local:  # DDP: sync at the group's end
                 with self.forward.no_sync():  # type: ignore[operator]
                     logits, loss = self._backward(images, targets, weight)
@@ -392,6 +395,14 @@ class TrainingLoop:
         ):
             self._pack()
         return stepped
+
+    def _group_weight(self, first: int, size: int) -> float:
+        """The share of this batch's images in the group of ``size`` batches from batch
+        ``first``: 1.0 without accumulation."""
+        if size == 1:
+            return 1.0
+        group = self.train_loader.images_in(range(first, first + size))
+        return self.train_loader.images_in(range(self.batch, self.batch + 1)) / group
 
     def _backward(self, images: Tensor, targets: Tensor, weight: float) -> tuple[Tensor, Tensor]:
         """Forward (under autocast) and backward of one batch, the loss scaled by ``weight``;

@@ -160,9 +160,9 @@ class TrainerSettings:
         tta: test-time augmentation views of the final evaluation (eval.json), as ``cvkit
             eval --tta``: 'flip', 'crop', 'shift'; the validation after each epoch uses none.
         deterministic: ask torch for deterministic algorithms (slower on GPU).
-        accumulate_steps: step the optimizer once every this many batches, on the mean of
-            their gradients (a batch this many times larger for plain SGD, in the memory of
-            one); schedulers count optimizer steps.
+        accumulate_steps: step the optimizer once every this many batches, on the gradient
+            of their mean loss over images (a batch this many times larger for plain SGD, in
+            the memory of one); schedulers count optimizer steps.
         sync_batchnorm: in a run of several processes (torchrun), batch-norm statistics
             over the whole global batch instead of each process's part of it.
     """
