@@ -282,6 +282,13 @@ CAPABILITIES: dict[str, Capability] = {
             "called as forward(logits, targets, images) with the batch the logits came from",
         ),
         Capability(
+            "model",
+            "gradcam_layer",
+            None,
+            "name (from named_modules) of the module Grad-CAM looks at in reports; "
+            "default: the last one whose output is a feature map larger than 1 x 1",
+        ),
+        Capability(
             "callback",
             "priority",
             50,

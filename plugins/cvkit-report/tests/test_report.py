@@ -126,14 +126,14 @@ def test_tsne_and_weights_show_every_sampled_image_and_layer(tiny_runs, registry
     assert sum(len(c.get_offsets()) for c in scatter.collections) == 12
 
 
-def test_a_model_without_convolutions_skips_gradcam_with_a_note() -> None:
+def test_a_model_without_spatial_feature_maps_skips_gradcam_with_a_note() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 2))
     images, labels = torch.rand(6, 3, 4, 4), torch.tensor([0, 1, 0, 1, 0, 1])
     outputs = collect_outputs(model, [(images, labels)])
     assert outputs.features.shape == (6, 48)  # the input of the output layer
     section = Section("x")
     _gradcam(section, model, [(images, labels)], outputs, ["a", "b"], "", None, ReportSettings())  # type: ignore[arg-type]
-    assert section.notes == ["Grad-CAM skipped: the model has no convolutional layer"]
+    assert section.notes == ["Grad-CAM skipped: the model has no spatial feature map"]
     assert section.figures == []
 
 

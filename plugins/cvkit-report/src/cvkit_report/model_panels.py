@@ -76,14 +76,37 @@ def collect_outputs(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]) 
     )
 
 
-def last_convolution(model: nn.Module, image: Tensor) -> tuple[str, nn.Module] | None:
-    """The last convolution a forward pass runs (Grad-CAM's usual target), or None."""
-    convolutions = [
-        (name, module)
-        for name, module, _ in execution_order(model, image)
-        if isinstance(module, nn.modules.conv._ConvNd)
+def gradcam_layer(model: nn.Module, image: Tensor) -> tuple[str, nn.Module] | None:
+    """Grad-CAM's target: the module the model names in its ``gradcam_layer`` attribute (a
+    name from ``named_modules``), else the backbone's last spatial feature map, the module
+    whose forward pass ends last with an (N, C, H, W) output of H x W > 1 (a ResNet's
+    ``layer4``, a ``features`` stack), for ``image`` (1, C, H, W). Not the last convolution
+    run: in an attention model that is the block's 1 x 1 excitation, with no spatial heat.
+    None for a model without spatial feature maps."""
+    named = getattr(model, "gradcam_layer", None)
+    if isinstance(named, str):
+        return named, model.get_submodule(named)
+    spatial: list[tuple[str, nn.Module]] = []
+    handles = [
+        module.register_forward_hook(
+            lambda m, args, output, name=name: (
+                spatial.append((name, m))
+                if isinstance(output, Tensor)
+                and output.dim() == 4
+                and output.shape[-2:].numel() > 1
+                else None
+            )
+        )
+        for name, module in model.named_modules()
+        if module is not model
     ]
-    return convolutions[-1] if convolutions else None
+    try:
+        with torch.no_grad():
+            model.eval()(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return spatial[-1] if spatial else None
 
 
 def for_display(images: Tensor) -> np.ndarray:

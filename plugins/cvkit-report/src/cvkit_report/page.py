@@ -31,8 +31,8 @@ from cvkit_report import figures
 from cvkit_report.model_panels import (
     architecture_summary,
     collect_outputs,
+    gradcam_layer,
     gradcam_overlays,
-    last_convolution,
     weight_tensors,
 )
 from cvkit_report.runs import RunRecord
@@ -339,9 +339,9 @@ def _gradcam(
     )
     chosen = np.concatenate([correct, wrong])
     images = select_images(batches, chosen)
-    found = last_convolution(model, images[:1])
+    found = gradcam_layer(model, images[:1])
     if found is None:
-        section.notes.append("Grad-CAM skipped: the model has no convolutional layer")
+        section.notes.append("Grad-CAM skipped: the model has no spatial feature map")
         return
     layer_name, layer = found
     overlays = gradcam_overlays(model, layer, images, predicted[chosen])
