@@ -33,15 +33,19 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if not any(m.children())]
 
 
-def execution_order(model: nn.Module, images: Tensor) -> list[tuple[str, nn.Module, Any]]:
-    """The leaf modules in the order a forward pass over ``images`` runs them, each call
-    with its output; a module called twice appears twice."""
+def execution_order(
+    model: nn.Module, images: Tensor, *, leaves_only: bool = True
+) -> list[tuple[str, nn.Module, Any]]:
+    """The leaf modules (or all modules but ``model``) in the order a forward pass over
+    ``images`` ends their calls, each call with its output; a module called twice appears
+    twice."""
     calls: list[tuple[str, nn.Module, Any]] = []
+    modules = _leaves(model) if leaves_only else [(n, m) for n, m in model.named_modules() if n]
     handles = [
         module.register_forward_hook(
             lambda m, args, output, name=name: calls.append((name, m, output))
         )
-        for name, module in _leaves(model)
+        for name, module in modules
     ]
     try:
         with torch.no_grad():
@@ -86,26 +90,11 @@ def gradcam_layer(model: nn.Module, image: Tensor) -> tuple[str, nn.Module] | No
     named = getattr(model, "gradcam_layer", None)
     if isinstance(named, str):
         return named, model.get_submodule(named)
-    spatial: list[tuple[str, nn.Module]] = []
-    handles = [
-        module.register_forward_hook(
-            lambda m, args, output, name=name: (
-                spatial.append((name, m))
-                if isinstance(output, Tensor)
-                and output.dim() == 4
-                and output.shape[-2:].numel() > 1
-                else None
-            )
-        )
-        for name, module in model.named_modules()
-        if module is not model
+    spatial = [
+        (name, module)
+        for name, module, output in execution_order(model, image, leaves_only=False)
+        if isinstance(output, Tensor) and output.dim() == 4 and output.shape[-2:].numel() > 1
     ]
-    try:
-        with torch.no_grad():
-            model.eval()(image)
-    finally:
-        for handle in handles:
-            handle.remove()
     return spatial[-1] if spatial else None
 
 
