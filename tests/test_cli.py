@@ -102,6 +102,17 @@ def test_list_json_is_machine_readable_and_filters(run_cli) -> None:
     ] == ["adam", "adamw"]
 
 
+def test_list_matches_a_part_of_the_name_as_timm_does_and_globs_the_whole_name(run_cli) -> None:
+    def names(*args: str) -> list[str]:
+        return [i["name"] for i in json.loads(run_cli("list", *args, "--json").stdout)]
+
+    models = names("model")
+    assert names("model", "res") == [m for m in models if "res" in m]
+    assert {"efficient_resnet", "resnet18", "sample_resnet"} <= set(names("model", "res"))
+    assert names("model", "res*") == [m for m in models if m.startswith("res")]
+    assert names("optimizer", "dam") == ["adam", "adamw"]
+
+
 def test_info_shows_parameters_types_defaults_and_plugin(run_cli) -> None:
     result = run_cli("info", "attention/se")
     assert result.exit_code == 0, result.output

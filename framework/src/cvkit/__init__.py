@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from cvkit.hookspecs import PROJECT_NAME, Register, hookimpl
+from cvkit.hookspecs import PROJECT_NAME, Register, capability, hookimpl
 from cvkit.version import __version__
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ _EXPORTS: dict[str, str] = {
 }
 """Each public name and the module it lives in (imported on first use)."""
 
-__all__ = ["PROJECT_NAME", "Register", "__version__", "hookimpl", *_EXPORTS]
+__all__ = ["PROJECT_NAME", "Register", "__version__", "capability", "hookimpl", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

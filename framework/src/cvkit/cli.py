@@ -15,6 +15,13 @@ from typing import Any
 
 import click
 
+from cvkit.commands.catalog import Catalog, CommandEntry, Entry, catalog_of, load_catalog
+from cvkit.commands.inputs import (
+    existing_checkpoints,
+    existing_input,
+    readable_recipe,
+    run_directory,
+)
 from cvkit.errors import CvkitError, Terminated, UnknownComponentError
 from cvkit.files import check_writable, json_text, write_json
 from cvkit.recipe.writing import dump_recipe, recipe_data
@@ -26,8 +33,8 @@ from cvkit.registry.loading import (
     load_registry,
     unregistered_distributions,
 )
-from cvkit.registry.parameters import REQUIRED, doc_body
-from cvkit.registry.registry import Component, Registry
+from cvkit.registry.parameters import doc_body
+from cvkit.registry.registry import Registry
 from cvkit.version import __version__
 
 
@@ -51,12 +58,56 @@ class _Group(click.Group):
             ctx.exit(Terminated.exit_code if terminated else 130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        _add_plugin_commands(self)
-        return super().list_commands(ctx)
+        plugin_commands = [c.name for c in _catalog(ctx).commands]
+        return sorted(set(self.commands) | set(plugin_commands))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        _add_plugin_commands(self)
+        """A core command as it is; a plugin's command loads the plugins first."""
+        if cmd_name not in self.commands:
+            _add_plugin_commands(self)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """``cvkit PLUGIN-COMMAND --help`` answered from the catalog, without the plugins."""
+        if len(args) == 2 and args[0] not in self.commands and args[1] in ("--help", "-h"):
+            cached = {c.name: c for c in _catalog(ctx).commands}
+            if cached.get(args[0]) and cached[args[0]].page:
+                return args[0], _HelpPage(args[0], cached[args[0]].page), args[1:]
+        return super().resolve_command(ctx, args)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands section of ``cvkit --help``; plugin commands as the catalog has
+        them, so listing them imports no plugin."""
+        cached = {c.name: c for c in _catalog(ctx).commands}
+        commands: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None and name in cached:
+                entry = cached[name]
+                command = click.Command(
+                    name, help=entry.help, short_help=entry.short_help, hidden=entry.hidden
+                )
+            if command is not None and not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl(
+                    [(name, command.get_short_help_str(limit)) for name, command in commands]
+                )
+
+
+class _HelpPage(click.Command):
+    """A plugin command's cached ``--help`` page, shown without importing the plugin."""
+
+    def __init__(self, name: str, page: str) -> None:
+        super().__init__(name, add_help_option=True)
+        self.page = page
+
+    def get_help(self, ctx: click.Context) -> str:
+        return self.page.rstrip("\n")
 
 
 @functools.cache
@@ -80,12 +131,45 @@ def _add_plugin_commands(group: click.Group) -> dict[str, list[str]]:
     return added
 
 
+def _catalog(ctx: click.Context) -> Catalog:
+    """The catalog of the running command (see :mod:`cvkit.commands.catalog`)."""
+    state = ctx.find_object(_State)
+    return (state or _State(strict=False)).catalog
+
+
+def _build_catalog(registry: Registry) -> Catalog:
+    """The catalog of ``registry`` and of the commands plugins add to ``cvkit``."""
+    root = click.Context(cli, info_name="cvkit")
+    commands = [
+        CommandEntry(
+            name,
+            plugin,
+            command.help,
+            command.short_help,
+            command.hidden,
+            command.get_help(click.Context(command, info_name=name, parent=root)),
+        )
+        for plugin, names in _add_plugin_commands(cli).items()
+        for name in names
+        for command in [cli.commands[name]]
+    ]
+    return catalog_of(registry, commands)
+
+
 class _State:
-    """Per-invocation state: the registry, loaded on first use."""
+    """Per-invocation state: the registry, loaded on first use, and the catalog, read from
+    the cache when it is there."""
 
     def __init__(self, strict: bool) -> None:
         self.strict = strict
         self._registry: Registry | None = None
+        self._catalog: Catalog | None = None
+
+    @property
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = load_catalog(lambda: _build_catalog(self.registry), strict=self.strict)
+        return self._catalog
 
     @property
     def registry(self) -> Registry:
@@ -107,8 +191,8 @@ def _registry() -> Registry:
     return cli_registry()
 
 
-def _warn_problems(registry: Registry) -> None:
-    for line in registry.problems():
+def _warn_problems(registry: Registry | Catalog) -> None:
+    for line in registry.problems() if isinstance(registry, Registry) else registry.problems:
         click.echo(f"warning: {line}", err=True)
 
 
@@ -159,7 +243,7 @@ def _unset_option() -> Any:
     )
 
 
-def _summary_rows(components: Sequence[Component]) -> None:
+def _summary_rows(components: Sequence[Entry]) -> None:
     name_width = max(len(c.name) for c in components)
     origin_width = max(len(c.origin) for c in components)
     kind = None
@@ -180,10 +264,11 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
     """List installed components, grouped by kind.
 
     KIND is one of: model, attention, augmentation, optimizer, scheduler, loss, dataset,
-    callback, procedure. PATTERN is a glob on the name (e.g. '*cnn*').
+    callback, procedure. PATTERN is a part of the name (res: resnet18, se_resnet, ...) or,
+    with * ? or [...], a glob on the whole name (e.g. 'res*').
     """
-    registry = _registry()
-    components = registry.components(kind, pattern)
+    catalog = _catalog(click.get_current_context())
+    components = catalog.components(kind, pattern)
     if as_json:
         _echo_json(
             [
@@ -201,14 +286,14 @@ def list_command(kind: str | None, pattern: str | None, as_json: bool) -> None:
         _summary_rows(components)
     else:
         click.echo("no components match", err=True)
-    _warn_problems(registry)
+    _warn_problems(catalog)
 
 
-def _find(registry: Registry, key: str) -> Component:
+def _find(catalog: Catalog, key: str) -> Entry:
     kind, sep, name = key.partition("/")
     if sep:
-        return registry.get(kind, name)
-    matches = [c for c in registry.components() if c.name == key]
+        return catalog.get(kind, name)
+    matches = [c for c in catalog.components() if c.name == key]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -218,16 +303,12 @@ def _find(registry: Registry, key: str) -> Component:
     )
 
 
-def _json_default(value: Any) -> Any:
-    return None if value is REQUIRED else recipe_data(value)
-
-
 @cli.command("info")
 @click.argument("component")
 @click.option("--json", "as_json", is_flag=True, help="Print the component as a JSON object.")
 def info_command(component: str, as_json: bool) -> None:
     """Show a component's parameters, defaults and documentation (COMPONENT is KIND/NAME)."""
-    found = _find(_registry(), component)
+    found = _find(_catalog(click.get_current_context()), component)
     kind = KINDS[found.kind]
     if as_json:
         _echo_json(
@@ -244,7 +325,7 @@ def info_command(component: str, as_json: bool) -> None:
                         "name": p.name,
                         "type": p.type_name,
                         "required": p.required,
-                        "default": _json_default(p.default),
+                        "default": p.default,
                         "doc": p.doc,
                     }
                     for p in found.params
@@ -286,8 +367,8 @@ def info_command(component: str, as_json: bool) -> None:
         click.echo(body)
 
 
-def _format_default(value: Any) -> str:
-    data = recipe_data(value)
+def _format_default(data: Any) -> str:
+    """A default (recipe data) as ``cvkit info`` shows it."""
     return "none" if data is None else json.dumps(data) if not isinstance(data, str) else repr(data)
 
 
@@ -366,6 +447,7 @@ def check_command(
     Pretrained weights are not loaded (nor downloaded) here, only the architecture. Schedules
     are built for one step per epoch here; a run uses its real number of steps.
     """
+    readable_recipe(recipe, overrides, unset)
     from cvkit.commands.check import check_recipe
 
     registry = _registry()
@@ -479,9 +561,6 @@ def run_command(
     `torchrun --nnodes M --nproc-per-node N ... -m cvkit run RECIPE` on each of M machines;
     data.batch_size stays the global batch.
     """
-    from cvkit import distributed
-    from cvkit.commands.run import resume, train
-
     if (recipe is None) == (resume_dir is None):
         raise click.UsageError("give a RECIPE to start a run, or --resume RUN_DIR to continue one")
     if resume_dir is not None and output is not None:
@@ -490,6 +569,13 @@ def run_command(
         )
     if force and resume_dir is None:
         raise click.UsageError("--force only applies to --resume")
+    if recipe is not None:
+        readable_recipe(recipe, overrides, unset)
+    elif resume_dir is not None:
+        run_directory(resume_dir)
+    from cvkit import distributed
+    from cvkit.commands.run import resume, train
+
     if nproc > 1 and not distributed.launched():
         _launch_torchrun(nproc)
     main = True
@@ -584,6 +670,7 @@ def eval_command(
     Also fits temperature scaling and class-specific thresholds on the validation split and
     reports expected calibration error and negative log-likelihood before and after.
     """
+    existing_checkpoints(sources)
     from cvkit.commands.evaluate import evaluate
 
     views = [v.strip() for v in tta.split(",") if v.strip()]
@@ -704,11 +791,13 @@ def predict_command(
     class indices in the order of the model's classes (for CIFAR-10: 0 airplane ... 9
     truck), as a submission of integer labels needs. --ensemble and --tta as in cvkit eval.
     """
-    from cvkit.commands.predict import predict
-
     if len(checkpoints) < 2:
         raise click.UsageError("give a CHECKPOINT (or run directory) and an INPUT")
     *sources, inputs = checkpoints
+    existing_checkpoints(sources)
+    existing_input(inputs)
+    from cvkit.commands.predict import predict
+
     count = predict(
         sources,
         inputs,
@@ -749,6 +838,7 @@ def export_command(checkpoint: Path, export_format: str, out: Path, overwrite: b
     logits with the checkpoint model's on random images (within 1e-5). <out>.json names
     the classes and the input.
     """
+    existing_checkpoints([checkpoint])
     from cvkit.commands.export import export_model
 
     sidecar = export_model(

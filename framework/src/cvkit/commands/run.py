@@ -19,6 +19,7 @@ import attrs
 import torch
 
 from cvkit import distributed
+from cvkit.commands.inputs import run_directory
 from cvkit.commands.rundir import (
     environment,
     new_run_dir,
@@ -128,9 +129,8 @@ def resume(
     recipe.before-<time>.toml.
     """
     registry = registry or default_registry()
+    run_directory(run_dir)
     recipe_file = run_dir / "recipe.toml"
-    if not recipe_file.is_file():
-        raise CvkitError(f"--resume {run_dir}: not a run directory (no recipe.toml)")
     if (run_dir / "eval.json").is_file():
         raise CvkitError(
             f"--resume {run_dir}: the run is finished (it has its eval.json); start a new run "

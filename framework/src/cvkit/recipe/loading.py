@@ -81,9 +81,18 @@ def load_recipe(
     """Read the recipe at ``path``, remove the ``--unset`` keys ``unset``, apply the
     ``--set`` ``overrides`` and validate it against ``registry``; RecipeError lists every
     problem with its file, line and key."""
+    return validate_recipe(read_with_changes(path, overrides, unset), registry)
+
+
+def read_with_changes(
+    path: str | Path, overrides: Sequence[str] = (), unset: Sequence[str] = ()
+) -> RawRecipe:
+    """The recipe at ``path`` as read (``extends`` followed), without the ``unset`` keys and
+    with the ``overrides``, not yet validated; RecipeError for a missing file, bad TOML or
+    an override that does not apply."""
     raw = read_recipe(path)
     for key in unset:
         apply_unset(raw, key)
     for assignment in overrides:
         apply_override(raw, assignment)
-    return validate_recipe(raw, registry)
+    return raw

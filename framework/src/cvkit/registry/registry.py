@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -63,8 +63,28 @@ COMMON_PARAMETERS: dict[str, tuple[Parameter, ...]] = {
 """Recipe parameters every component of a kind accepts; cvkit uses them, the factory never sees them."""
 
 
+class Provenance:
+    """``key`` and ``origin`` of a component record (its ``kind``, ``name``, ``plugin`` and
+    ``version`` are the subclass's fields)."""
+
+    kind: str
+    name: str
+    plugin: str
+    version: str
+
+    @property
+    def key(self) -> str:
+        """``kind/name``."""
+        return f"{self.kind}/{self.name}"
+
+    @property
+    def origin(self) -> str:
+        """``distribution version``."""
+        return f"{self.plugin} {self.version}"
+
+
 @attrs.frozen
-class Component:
+class Component(Provenance):
     """A registered component: how to build it, its parameters and who provided it."""
 
     kind: str
@@ -77,16 +97,6 @@ class Component:
     version: str
     examples: tuple[Mapping[str, Any], ...] = ({},)
     context: frozenset[str] = frozenset()
-
-    @property
-    def key(self) -> str:
-        """``kind/name``."""
-        return f"{self.kind}/{self.name}"
-
-    @property
-    def origin(self) -> str:
-        """``distribution version``."""
-        return f"{self.plugin} {self.version}"
 
 
 @attrs.define
@@ -200,25 +210,13 @@ class Registry:
         except KeyError:
             pass
         names = sorted(n for k, n in self._components if k == kind)
-        message = f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
-        failed = [p for p in self.plugins if p.errors]
-        if failed:
-            message += "; plugins that failed to load: " + "; ".join(
-                f"{p.dist} ({p.errors[0]})" for p in failed
-            )
-        raise UnknownComponentError(message)
+        failed = [f"{p.dist} ({p.errors[0]})" for p in self.plugins if p.errors]
+        raise unknown_component(kind, name, names, failed)
 
     def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
-        """Registered components sorted by kind then name, optionally filtered (glob on name)."""
-        order = list(KINDS)
-        wanted = get_kind(kind).name if kind else None
-        found = [
-            c
-            for c in self._components.values()
-            if (wanted is None or c.kind == wanted)
-            and (pattern is None or fnmatch.fnmatchcase(c.name, pattern))
-        ]
-        return sorted(found, key=lambda c: (order.index(c.kind), c.name))
+        """Registered components sorted by kind then name, optionally filtered: ``pattern``
+        is a glob on the name when it has ``*``, ``?`` or ``[``, else a substring of it."""
+        return select_components(self._components.values(), kind, pattern)
 
     def __iter__(self) -> Iterator[Component]:
         return iter(self.components())
@@ -279,6 +277,47 @@ class Registry:
         if isinstance(value, list | tuple):
             return type(value)(self._bind_value(v) for v in value)
         return value
+
+
+class _Named(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+_C = TypeVar("_C", bound=_Named)
+
+
+def select_components(
+    components: Iterable[_C], kind: str | None = None, pattern: str | None = None
+) -> list[_C]:
+    """``components`` of ``kind`` (any when None) whose name matches ``pattern`` (a glob when
+    it has ``*``, ``?`` or ``[``, else a substring, as timm's ``list_models``; case-sensitive),
+    sorted by kind (in :data:`KINDS` order) then name."""
+    order = list(KINDS)
+    wanted = get_kind(kind).name if kind else None
+    glob = pattern is not None and any(c in pattern for c in "*?[")
+
+    def matches(name: str) -> bool:
+        if pattern is None:
+            return True
+        return fnmatch.fnmatchcase(name, pattern) if glob else pattern in name
+
+    found = [c for c in components if (wanted is None or c.kind == wanted) and matches(c.name)]
+    return sorted(found, key=lambda c: (order.index(c.kind), c.name))
+
+
+def unknown_component(
+    kind: str, name: str, names: Sequence[str], failed: Sequence[str]
+) -> UnknownComponentError:
+    """The error for a ``kind/name`` not among ``names``: close matches, what is available and
+    the plugins that failed to load (``"dist (error)"``), which may be where it lives."""
+    message = f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
+    if failed:
+        message += "; plugins that failed to load: " + "; ".join(failed)
+    return UnknownComponentError(message)
 
 
 def _make_component(

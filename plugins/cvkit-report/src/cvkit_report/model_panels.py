@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cvkit import capability
+
 
 @attrs.frozen(eq=False)
 class ModelOutputs:
@@ -87,7 +89,7 @@ def gradcam_layer(model: nn.Module, image: Tensor) -> tuple[str, nn.Module] | No
     ``layer4``, a ``features`` stack), for ``image`` (1, C, H, W). Not the last convolution
     run: in an attention model that is the block's 1 x 1 excitation, with no spatial heat.
     None for a model without spatial feature maps."""
-    named = getattr(model, "gradcam_layer", None)
+    named = capability(model, "gradcam_layer")
     if isinstance(named, str):
         return named, model.get_submodule(named)
     spatial = [
