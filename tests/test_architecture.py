@@ -5,6 +5,7 @@ declared plugin API (docs/architecture.md)."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,16 +155,21 @@ def test_each_layer_imports_alone(module: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_listing_components_does_not_load_the_training_engine() -> None:
+def test_listing_components_does_not_load_the_training_engine(tmp_path) -> None:
     """``cvkit list`` with every bundled plugin loads base classes (callbacks, optimizer
-    wrappers), never the loop, the loaders, the commands or Optuna."""
+    wrappers), never the loop, the loaders, the commands or Optuna: in a fresh
+    ``$CVKIT_HOME``, where it builds the catalog from the plugins."""
     code = (
         "import sys; from cvkit.cli import main; sys.argv = ['cvkit', 'list']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(','.join(sorted(m for m in sys.modules if m.startswith(('cvkit', 'optuna')))))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CVKIT_HOME": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     loaded = set(result.stdout.strip().splitlines()[-1].split(","))

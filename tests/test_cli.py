@@ -322,7 +322,8 @@ def test_check_catches_a_model_with_the_wrong_output(broken_components, run_cli)
     result = run_cli("check", str(RECIPES / "quickstart.toml"), "--set", "model=flat")
     assert result.exit_code == 2
     assert (
-        "model/flat: a forward pass of 2x1x8x8 images gave (2, 11), expected (2, 10)"
+        "model (model/flat) gives logits of shape (2, 11) on the images augment.train makes "
+        "from data.dataset (dataset/digits: 1-channel 8x8 images, 10 classes); expected (2, 10)"
         in result.stderr
     )
 
@@ -339,6 +340,11 @@ def test_check_reads_an_image_folders_size_from_its_first_file(tmp_path, run_cli
         str(RECIPES / "quickstart.toml"),
         "--set",
         f'data.dataset={{ name = "imagefolder", root = "{folder}" }}',
+        *[
+            f"--set=augment.{k}.{p}=[0.5, 0.5, 0.5]"
+            for k in ("train[1]", "eval[0]")
+            for p in ("mean", "std")
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "model/simple_cnn: forward pass of 2x3x10x12 images ok" in result.stdout

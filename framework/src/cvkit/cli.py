@@ -442,8 +442,11 @@ def check_command(
 
     Reports the model's trainable (and, when some are frozen, total) parameter count, for
     each stage of a multi-stage recipe; checks each attention block's contract on one input
-    and runs a forward pass of 2 random images at the input size (skipped when the dataset
-    cannot tell its image size before reading the data).
+    and checks that the recipe agrees with its data: 2 random images of the dataset's size
+    go through augment.train, the model and the loss, then augment.eval, the model and the
+    loss (skipped when the dataset cannot tell its image size before reading the data;
+    cvkit run checks the same on two of its images before the first step). A mismatch
+    (channels, classes, image size, targets) is one line naming both recipe keys.
     Pretrained weights are not loaded (nor downloaded) here, only the architecture. Schedules
     are built for one step per epoch here; a run uses its real number of steps.
     """

@@ -4,19 +4,22 @@ component that breaks its contract fails here rather than hours into a run."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import torch
-from torch import nn
 
 from cvkit.data.batches import check_order
-from cvkit.data.memory import check_fits
 from cvkit.data.tensors import ImageDataset
-from cvkit.engine.build import build_components, build_dataset, trainable_parameters
+from cvkit.engine.agreement import check_agreement
+from cvkit.engine.build import (
+    BuiltComponents,
+    build_components,
+    build_dataset,
+    trainable_parameters,
+)
 from cvkit.engine.contracts import ATTENTION_PROBE, attention_case
 from cvkit.engine.stage import check_init_modules
 from cvkit.errors import CvkitError
@@ -25,9 +28,6 @@ from cvkit.recipe.loading import load_recipe
 from cvkit.recipe.schema import Recipe, StageSettings
 from cvkit.registry.registry import Registry
 from cvkit.registry.specs import ComponentSpec
-
-ACTIVATION_FACTOR = 64
-"""A rough bound of a CNN's activations per input value, to refuse absurd input sizes."""
 
 
 @attrs.frozen
@@ -92,7 +92,7 @@ def _check_stage(
         model=recipe.model.key,
         params=trainable_parameters(built.model),
         total_params=sum(p.numel() for p in built.model.parameters()),
-        input_shape=forward_pass(recipe, built.model, dataset),
+        input_shape=forward_pass(recipe, built, dataset),
     )
 
 
@@ -124,27 +124,24 @@ def check_attention_block(spec: ComponentSpec, registry: Registry) -> None:
         ) from None
 
 
-def forward_pass(recipe: Recipe, model: nn.Module, dataset: ImageDataset) -> tuple[int, ...] | None:
-    """Run 2 random images through ``model`` in eval mode at the recipe's input size
-    (``data.image_size``, else the dataset's ``image_size``) and check the logits' shape;
-    returns the input's shape, or None when the size is unknown before reading data."""
-    size = recipe.data.input_size or capability(dataset, "image_size")
+def forward_pass(
+    recipe: Recipe, components: BuiltComponents, dataset: ImageDataset
+) -> tuple[int, ...] | None:
+    """Check that the recipe agrees with its data (:func:`cvkit.engine.agreement.check_agreement`)
+    on 2 random images of the dataset's size (its ``image_size``, else ``data.image_size``);
+    returns the evaluation batches' shape, or None when the size is unknown before reading
+    data."""
+    size = capability(dataset, "image_size") or recipe.data.input_size
     if size is None:
         return None
     shape = (2, dataset.in_channels, *size)
-    where = f"{recipe.model.where}: " if recipe.model.where else ""
-    described = f"a forward pass of {'x'.join(map(str, shape))} images"
-    # the input in float32, and its activations: a few dozen times more in a CNN
-    check_fits(ACTIVATION_FACTOR * 4 * math.prod(shape), f"{where}{described}")
-    try:
-        with torch.no_grad():
-            logits = model.eval()(torch.rand(shape))
-    except Exception as error:
-        raise CvkitError(
-            f"{where}{recipe.model.key}: {described} failed: {type(error).__name__}: {error}"
-        ) from None
-    expected = (2, dataset.num_classes)
-    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise CvkitError(f"{where}{recipe.model.key}: {described} gave {got}, expected {expected}")
-    return shape
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+    return check_agreement(
+        recipe,
+        components.model,
+        components.loss,
+        {"augment.train": components.train_augment, "augment.eval": components.eval_augment},
+        images,
+        dataset.num_classes,
+    )

@@ -22,6 +22,7 @@ from cvkit import distributed
 from cvkit.data.batches import BatchLoader, batches_per_epoch, evaluation_loader, training_loader
 from cvkit.data.splits import Splits, load_splits, subset
 from cvkit.data.tensors import ImageDataset, ImageTensors
+from cvkit.engine.agreement import check_agreement
 from cvkit.engine.build import (
     BuiltComponents,
     build_components,
@@ -119,6 +120,14 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     )
     if stage.checkpoint is None:
         load_initial_weights(components.model, stage.init, f"stage {stage.name} init")
+    check_agreement(
+        recipe,
+        components.model,
+        components.loss,
+        {"augment.train": components.train_augment, "augment.eval": components.eval_augment},
+        splits.train.images[:2],
+        dataset.num_classes,
+    )
     if distributed.rank() > 0:  # the same initial weights, then each process its own stream
         seed_everything(recipe.experiment.seed + distributed.rank())
     loop, test_loader = _training_loop(stage, dataset, splits, components)

@@ -1,0 +1,171 @@
+"""Whether a recipe's components agree with its data, found before the first step.
+
+Two images shaped as the dataset delivers them (uint8 (N, C, H, W): the split's own first
+images in ``cvkit run``, random ones of the dataset's size in ``cvkit check``) go through the
+whole path a batch takes: ``data.image_size``, every augmentation of ``augment.train`` (per
+sample, then on the batch), the model, and the loss on the targets the augmentations made
+(class indices, or soft targets after MixUp/CutMix); then ``augment.eval``, the model and
+the loss on class indices, as validation and test batches go. The first component that
+fails, or a model whose logits are not (N, num_classes), is one line naming its recipe key
+and ``data.dataset`` with what the data are (exit 2): channels that an augmentation or the
+model does not take, a class count the model's head or the loss's weights do not have,
+an image size that a model or block with a fixed size refuses, targets a loss cannot read.
+
+Nothing changes: the generators are forked, the model runs in eval mode without gradients
+and gets every module's mode back, the augmentations' and the loss's own state is as
+before (they keep none).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cvkit.data.augmentation import augment
+from cvkit.data.images import resize
+from cvkit.data.memory import check_fits
+from cvkit.errors import CvkitError, short_reason
+from cvkit.hookspecs import capability
+from cvkit.recipe.schema import Recipe
+
+ACTIVATION_FACTOR = 64
+"""A rough bound of a CNN's activations per input value, to refuse absurd input sizes."""
+
+
+def describe_data(recipe: Recipe, images: Tensor, num_classes: int) -> str:
+    """``data.dataset (dataset/NAME: C-channel HxW images, K classes)``."""
+    channels, height, width = images.shape[1:]
+    return (
+        f"data.dataset ({recipe.data.dataset.key}: {channels}-channel {height}x{width} "
+        f"images, {num_classes} classes)"
+    )
+
+
+def check_agreement(
+    recipe: Recipe,
+    model: nn.Module,
+    loss: nn.Module,
+    augmentations: dict[str, Sequence[nn.Module]],
+    images: Tensor,
+    num_classes: int,
+) -> tuple[int, ...]:
+    """Run ``images`` (uint8 (N, C, H, W), N >= 2, on the CPU) through each path of
+    ``augmentations`` (``{"augment.train": [...], "augment.eval": [...]}``, built from the
+    recipe's lists of those keys), ``model`` and ``loss``; CvkitError naming the first
+    component that does not agree with the data (see the module docstring). Returns the
+    shape of the last path's model input (the evaluation batches')."""
+    data = describe_data(recipe, images, num_classes)
+    size = recipe.data.input_size or list(images.shape[-2:])
+    shape = (images.shape[0], images.shape[1], *size)
+    where = f"{recipe.model.where}: " if recipe.model.where else ""
+    # the input in float32, and its activations: a few dozen times more in a CNN
+    check_fits(
+        ACTIVATION_FACTOR * 4 * math.prod(shape),
+        f"{where}a forward pass of {'x'.join(map(str, shape))} images",
+    )
+    labels = torch.arange(images.shape[0]) % num_classes
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), _evaluation_mode(model):
+        for key, chain in augmentations.items():
+            batch, targets, made_targets = _augmented(recipe, key, chain, images, labels, data)
+            shape = tuple(batch.shape)
+            logits = _logits(recipe, model, batch, key, data)
+            if tuple(logits.shape) != (batch.shape[0], num_classes):
+                raise CvkitError(
+                    f"model ({recipe.model.key}) gives logits of shape {tuple(logits.shape)} on "
+                    f"the images {key} makes from {data}; expected ({batch.shape[0]}, "
+                    f"{num_classes})"
+                )
+            _check_loss(recipe, loss, logits.cpu(), targets, batch.cpu(), made_targets, data)
+    return shape
+
+
+def _augmented(
+    recipe: Recipe,
+    key: str,
+    chain: Sequence[nn.Module],
+    images: Tensor,
+    labels: Tensor,
+    data: str,
+) -> tuple[Tensor, Tensor, str]:
+    """``images`` and ``labels`` through ``chain`` as a batch goes; also which component
+    made the targets (for the loss's message)."""
+    specs = getattr(recipe.augment, key.split(".")[1])
+    per_sample = [a for a in chain if capability(a, "per_sample")]
+    items = list(images)
+    made_targets = f"class indices ({labels.shape[0]},) from {recipe.data.dataset.key}"
+    position = 0  # the augmentation running, for the message
+    try:
+        for augmentation in per_sample:
+            items = [augmentation(item) for item in items]
+            position += 1
+        batch = resize(torch.stack(items).float().div_(255), recipe.data.input_size)
+        targets, keys = labels, torch.arange(batch.shape[0])
+        for augmentation in chain[len(per_sample) :]:
+            batch, targets = augment(augmentation, batch, targets, keys, 0)
+            if targets.ndim == 2 and not made_targets.startswith("soft"):
+                made_targets = (
+                    f"soft targets {tuple(targets.shape)} from {key}[{position}] "
+                    f"({specs[position].key})"
+                )
+            position += 1
+    except Exception as error:
+        raise CvkitError(
+            f"{key}[{position}] ({specs[position].key}) does not agree with {data}: "
+            f"{short_reason(error)}"
+        ) from None
+    return batch, targets, made_targets
+
+
+def _logits(recipe: Recipe, model: nn.Module, batch: Tensor, key: str, data: str) -> Tensor:
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        logits = model(batch.to(device))
+    except Exception as error:
+        raise CvkitError(
+            f"model ({recipe.model.key}) does not agree with {data}: a forward pass of the "
+            f"{'x'.join(map(str, batch.shape))} images {key} makes failed: {short_reason(error)}"
+        ) from None
+    if not isinstance(logits, Tensor):
+        raise CvkitError(
+            f"model ({recipe.model.key}) returned {type(logits).__name__}, not a logits tensor"
+        )
+    return logits
+
+
+def _check_loss(
+    recipe: Recipe,
+    loss: nn.Module,
+    logits: Tensor,
+    targets: Tensor,
+    images: Tensor,
+    made_targets: str,
+    data: str,
+) -> None:
+    try:
+        if capability(loss, "uses_inputs"):
+            value = loss(logits.float(), targets, images)
+        else:
+            value = loss(logits.float(), targets)
+    except Exception as error:
+        raise CvkitError(
+            f"loss ({recipe.loss.key}) does not agree with {data}: on its logits "
+            f"{tuple(logits.shape)} and {made_targets}: {short_reason(error)}"
+        ) from None
+    if not isinstance(value, Tensor) or value.numel() != 1:
+        raise CvkitError(f"loss ({recipe.loss.key}) did not return one value (a batch mean)")
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block, each module's own mode back after it."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
