@@ -68,6 +68,22 @@ def test_a_cpu_run_profile_and_check_print_no_third_party_warning(tiny_recipe, t
         assert not THIRD_PARTY_WARNING.search(result.stderr), (args, result.stderr)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "a", "b"], "error: missing option '--out' (see 'cvkit predict --help')"),
+        (["run", "--bogus"], "error: no such option '--bogus' (see 'cvkit run --help')"),
+        (["nosuch"], "error: no such command 'nosuch' (see 'cvkit --help')"),
+        (["list", "--nproc"], "error: no such option '--nproc' (see 'cvkit list --help')"),
+    ],
+)
+def test_usage_errors_are_one_error_line_as_cvkit_s_own(run_cli, args, message) -> None:
+    """click wrote "Usage: ...", a hint and "Error: ...": two casings of one thing."""
+    result = run_cli(*args)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [message]
+
+
 def test_help_names_every_command(run_cli) -> None:
     result = run_cli("--help")
     assert result.exit_code == 0

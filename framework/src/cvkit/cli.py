@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,28 @@ class _Group(click.Group):
     """The ``cvkit`` group: commands of plugins (``register_commands``) join on first use;
     CvkitError becomes ``error:`` lines on stderr with its exit status (2 for bad input),
     Ctrl-C one line and 130, SIGTERM one line and 143 (click alone says "Aborted!", exit 1)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, but a usage error is one ``error:`` line as cvkit's own (click
+        writes the usage, a hint and ``Error: ...``), naming the command's ``--help``."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as error:
+            click.echo(f"error: {_click_message(error)}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -108,6 +131,17 @@ class _HelpPage(click.Command):
 
     def get_help(self, ctx: click.Context) -> str:
         return self.page.rstrip("\n")
+
+
+def _click_message(error: click.ClickException) -> str:
+    """click's message, lower-cased as cvkit's, with the ``--help`` of the command it is about."""
+    message = error.format_message().removesuffix(".")
+    if message[:2].istitle():  # "Missing option" -> "missing option"; "JSON ..." stays
+        message = message[0].lower() + message[1:]
+    context = getattr(error, "ctx", None)
+    if isinstance(error, click.UsageError) and context is not None:
+        message += f" (see '{context.command_path} --help')"
+    return message
 
 
 @functools.cache
