@@ -384,7 +384,7 @@ CASES = [
     Case(
         "an unknown input type",
         predict("inputs.txt"),
-        "expected an image folder, .npy, .pt or .pkl",
+        "expected an image file or folder, .npy, .pt or .pkl",
     ),
     Case("a missing input", predict("nothing.npy"), "input not found"),
     Case(

@@ -242,6 +242,25 @@ def test_predict_on_an_image_folder_resizes_to_the_training_size(
     assert again.exit_code == 2 and "--overwrite" in again.stderr
 
 
+def test_predict_on_one_image_file_gives_its_row(finished, tmp_path, run_cli) -> None:
+    """An image file was refused: "expected an image folder, .npy, .pt or .pkl file"."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((20, 30, 3), 90 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    one, whole = tmp_path / "one.csv", tmp_path / "whole.csv"
+    result = run_cli("predict", str(finished[0].run_dir), str(folder / "1.png"), "--out", str(one))
+    assert result.exit_code == 0, result.output
+    assert (
+        run_cli("predict", str(finished[0].run_dir), str(folder), "--out", str(whole)).exit_code
+        == 0
+    )
+    rows = list(csv.reader(whole.open()))
+    assert list(csv.reader(one.open())) == [rows[0], rows[2]]  # the same row as in the folder
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -251,7 +251,7 @@ def cli(ctx: click.Context, strict_plugins: bool) -> None:
     cvkit eval RUN_DIR            re-evaluate a run or checkpoint (--ensemble, --tta)
     cvkit tune RECIPE             hyperparameter search with Optuna (plugin cvkit-tune)
     cvkit study STUDY.toml        seeds x variants with statistics (plugin cvkit-study)
-    cvkit predict CKPT INPUT      predict classes of images (CSV or JSON; --ensemble, --tta)
+    cvkit predict CKPT INPUT      predict classes of an image, a folder or an array (CSV, JSON)
     cvkit export CKPT --format F  TorchScript, ExportedProgram or ONNX, preprocessing included
     cvkit list [KIND] [PATTERN]   every installed component
     cvkit info KIND/NAME          parameters and docs of one component
@@ -820,8 +820,8 @@ def predict_command(
 ) -> None:
     """Predict classes of INPUT with a trained model, writing one row per image.
 
-    INPUT (the last argument) is a folder of images (read in chunks, however large), a
-    .npy or .pt array of uint8 images, or a pickle holding an array or a dict with 'data'
+    INPUT (the last argument) is an image file, a folder of images (read in chunks, however
+    large), a .npy or .pt array of uint8 images, or a pickle holding an array or a dict with 'data'
     (N x 3072 or N x H x W x C uint8) and 'ids', such as cifar_test_nolabel.pkl. Images are
     resized to the size the model was trained at. Rows: id, label (+ prob and the next
     labels with --topk, + one probability per class with --probs). --labels index writes

@@ -75,7 +75,7 @@ def _read_array_file(path: Path) -> Any:
     """What an .npy, .pt or .pkl file holds, read without running code from it."""
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".pt", ".pkl", ".pickle"):
-        raise DatasetError(f"{path}: expected an image folder, .npy, .pt or .pkl file")
+        raise DatasetError(f"{path}: expected an image file or folder, .npy, .pt or .pkl file")
     try:
         if suffix == ".npy":
             return np.load(path, allow_pickle=False)
@@ -104,25 +104,32 @@ def input_chunks(
     path: Path, channels: int, chunk: int | None = None
 ) -> tuple[int, Iterator[tuple[torch.Tensor | list[torch.Tensor], list[str]]]]:
     """How many images ``path`` holds, and its images with their ids in chunks of ``chunk``:
-    an image folder (one image per file, decoded chunk by chunk; ids: paths relative to it),
+    one image file (id: its name), an image folder (one image per file, decoded chunk by
+    chunk; ids: paths relative to it),
     a .npy/.pt array (ids 0..N-1) or a pickle holding an array or a dict with ``data`` and
     optional ``ids`` (keys as str or bytes, as in ``cifar_test_nolabel.pkl``). A pickle is
     read by :class:`RestrictedUnpickler`: nothing in it runs. ``chunk``: default
     :data:`CHUNK_IMAGES`."""
     chunk = chunk or CHUNK_IMAGES
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+    single = path.is_file() and path.suffix.lower() in IMG_EXTENSIONS
+    if path.is_dir() or single:
+        files = (
+            [path]
+            if single
+            else sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS
+            )
         )
         if not files:
             raise DatasetError(f"{path}: no image files ({', '.join(IMG_EXTENSIONS)})")
+        folder = path.parent if single else path
 
         def decoded() -> Iterator[tuple[torch.Tensor | list[torch.Tensor], list[str]]]:
             for start in range(0, len(files), chunk):
                 part = files[start : start + chunk]
                 yield (
                     [decode_image_file(f, channels) for f in part],
-                    [str(f.relative_to(path)) for f in part],
+                    [str(f.relative_to(folder)) for f in part],
                 )
 
         return len(files), decoded()
