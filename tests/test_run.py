@@ -144,6 +144,22 @@ def test_eval_reproduces_eval_json(finished, run_cli) -> None:
     assert data["model"] == expected["model"] and data["seed"] == expected["seed"]
 
 
+def test_eval_of_one_split_on_a_chosen_device(finished, run_cli) -> None:
+    run = finished[0].run_dir
+    expected = json.loads((run / "eval.json").read_text())
+    test_only = run_cli("eval", str(run), "--json", "--split", "test", "--device", "cpu")
+    assert test_only.exit_code == 0, test_only.output
+    data = json.loads(test_only.stdout)
+    assert "val" not in data and data["calibration"] is None
+    assert data["test"]["confusion_matrix"] == expected["test"]["confusion_matrix"]
+    text = run_cli("eval", str(run), "--split", "val")
+    assert (
+        text.exit_code == 0 and "val accuracy" in text.stdout and "test accuracy" not in text.stdout
+    )
+    missing = run_cli("eval", str(run), "--device", "nosuch")
+    assert missing.exit_code == 2 and "nosuch" in missing.stderr
+
+
 def test_eval_of_a_checkpoint_that_does_not_fit_the_model_names_keys_and_shapes(
     finished, run_cli
 ) -> None:

@@ -693,6 +693,17 @@ def _launch_torchrun(nproc: int) -> None:
     help="Also write all metrics to this JSON file.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option(
+    "--device", help="Run on this device (cpu, cuda, cuda:N, mps) instead of the recipe's."
+)
+@click.option(
+    "--split",
+    "splits",
+    type=click.Choice(["val", "test"]),
+    multiple=True,
+    help="Evaluate only this split (repeatable; default: val and test). Calibration is "
+    "fitted on val, so it needs val.",
+)
 def eval_command(
     sources: tuple[Path, ...],
     overrides: tuple[str, ...],
@@ -701,6 +712,8 @@ def eval_command(
     as_json: bool,
     out: Path | None,
     overwrite: bool,
+    device: str | None,
+    splits: tuple[str, ...],
 ) -> None:
     """Evaluate a checkpoint (or a run's best, else last) on its validation and test splits.
 
@@ -721,7 +734,13 @@ def eval_command(
                 err=True,
             )
     result = evaluate(
-        list(sources), overrides=overrides, ensemble=ensemble, tta=views, registry=_registry()
+        list(sources),
+        overrides=overrides,
+        ensemble=ensemble,
+        tta=views,
+        registry=_registry(),
+        device=device,
+        splits=splits or ("val", "test"),
     )
     count = len(result["members"])
     if out is not None:

@@ -68,10 +68,13 @@ def evaluate(
     ensemble: bool = False,
     tta: Sequence[str] = (),
     registry: Registry | None = None,
+    device: str | None = None,
+    splits: Sequence[str] = ("val", "test"),
 ) -> dict[str, Any]:
     """Metrics of a checkpoint (or run directory), or with ``ensemble`` of the soft-voting
     ensemble of several (CvkitError when several are given without it),
-    on the first one's validation and test splits, with the calibration fitted on validation.
+    on the first one's ``splits`` (validation and test), with the calibration fitted on
+    validation (when it is among them). ``device`` overrides ``experiment.device``.
 
     Each member sees the split through its own recipe's evaluation augmentations and input
     size; softmax outputs are averaged over the weighted ``tta`` views (:mod:`cvkit.engine.tta`) and
@@ -79,6 +82,10 @@ def evaluate(
     apply to every member's recipe (``data.dataset.root=...`` points them at other data)."""
     registry = registry or default_registry()
     tta = check_tta(tta)
+    unknown = sorted(set(splits) - {"val", "test"})
+    if unknown or not splits:
+        raise CvkitError(f"--split {', '.join(unknown) or '(none)'}: expected val or test")
+    overrides = [*overrides, *([f'experiment.device="{device}"'] if device else [])]
     members = [load_member(path, overrides, registry) for path in member_paths(sources, ensemble)]
     first = members[0].trained
     check_classes(members)
@@ -89,7 +96,8 @@ def evaluate(
         )
     device = resolve_device(first.recipe.experiment.device)
     loaded = load_splits(first.recipe.data, dataset)
-    splits = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
+    available = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
+    chosen = {name: split for name, split in available.items() if name in splits}
     result: dict[str, Any] = {
         "checkpoint": str(first.path),
         "epoch": first.checkpoint.get("epoch"),
@@ -100,7 +108,7 @@ def evaluate(
         "model": model_summary(first.model, first.checkpoint, first.recipe, torch.device("cpu")),
     }
     outputs = {}
-    for name, split in splits.items():
+    for name, split in chosen.items():
         if split is None:
             result[name] = None
             continue
