@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,24 @@ def test_a_study_runs_its_trials_and_writes_the_best_recipe(tmp_path, run_cli, r
     more = run_cli(*args, "--trials", "1", "--storage", storage, "--output", str(tmp_path / "b"))
     assert more.exit_code == 0, more.output
     assert len(json.loads((tmp_path / "b" / "tune.json").read_text())["trials"]) == 4
+
+
+def test_optuna_s_messages_are_cvkit_lines_and_kept_in_tune_log(tmp_path, run_cli) -> None:
+    """Optuna printed "[I 2026-12-07 11:19:13,639] Trial 0 finished ..." with its own handler."""
+    recipe, space = tmp_path / "tiny.toml", tmp_path / "space.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space.write_text(SPACE)
+    out = tmp_path / "study"
+    args = ["--space", str(space), "--set", "experiment.epochs=1", "--trials", "2"]
+    result = run_cli("tune", str(recipe), *args, "--output", str(out))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("Trial ")][0].startswith("Trial 0 finished")
+    assert not [line for line in lines if line.startswith("[I ")]
+    logged = (out / "tune.log").read_text().splitlines()
+    assert len([line for line in logged if " INFO Trial " in line]) == 2
+    handlers = logging.getLogger("optuna").handlers  # after the tune: none of its own left
+    assert not [h for h in handlers if getattr(h, "baseFilename", "").endswith("tune.log")]
 
 
 def test_a_key_the_recipe_does_not_have_fails_before_any_trial(tmp_path, run_cli) -> None:

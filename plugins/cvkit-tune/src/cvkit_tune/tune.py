@@ -27,10 +27,12 @@ The search space is a TOML file with one table per recipe key::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -234,20 +236,44 @@ def tune(
     chosen_sampler = make_sampler(sampler, space, recipe.experiment.seed)
     folder = new_run_dir(recipe.experiment.output_dir, f"{recipe.experiment.name}-tune", output)
     storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
-    study = optuna.create_study(
-        study_name=study_name or recipe.experiment.name,
-        storage=storage,
-        load_if_exists=True,
-        direction=chosen_direction,
-        sampler=chosen_sampler,
-        pruner=make_pruner(pruner),
-    )
-    objective = Objective(recipe_path, space, overrides, folder, registry, metric)
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+    with optuna_log(folder / "tune.log"):
+        study = optuna.create_study(
+            study_name=study_name or recipe.experiment.name,
+            storage=storage,
+            load_if_exists=True,
+            direction=chosen_direction,
+            sampler=chosen_sampler,
+            pruner=make_pruner(pruner),
+        )
+        objective = Objective(recipe_path, space, overrides, folder, registry, metric)
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
     summary = summarise(study, storage, folder, metric)
     write_best_recipe(study, recipe_path, overrides, folder / "best.toml", registry, metric)
     write_json(folder / "tune.json", summary | {"best_recipe": str(folder / "best.toml")})
     return summary | {"best_recipe": str(folder / "best.toml"), "dir": str(folder)}
+
+
+@contextlib.contextmanager
+def optuna_log(path: Path) -> Iterator[None]:
+    """Optuna's messages as cvkit's: plain lines on stderr (not Optuna's ``[I <time>]``
+    handler) and, with timestamps as in a run's run.log, appended to ``path`` (the tune
+    directory's tune.log)."""
+    optuna_logger = logging.getLogger("optuna")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logfile = logging.FileHandler(path, encoding="utf-8")
+    logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    optuna.logging.disable_default_handler()
+    optuna.logging.disable_propagation()
+    optuna_logger.addHandler(console)
+    optuna_logger.addHandler(logfile)
+    try:
+        yield
+    finally:
+        optuna_logger.removeHandler(console)
+        optuna_logger.removeHandler(logfile)
+        logfile.close()
+        optuna.logging.enable_default_handler()
 
 
 def check_space(
