@@ -81,7 +81,7 @@ def test_optuna_s_messages_are_cvkit_lines_and_kept_in_tune_log(tmp_path, run_cl
     result = run_cli("tune", str(recipe), *args, "--output", str(out))
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    assert [line for line in lines if line.startswith("Trial ")][0].startswith("Trial 0 finished")
+    assert next(line for line in lines if line.startswith("Trial ")).startswith("Trial 0 finished")
     assert not [line for line in lines if line.startswith("[I ")]
     logged = (out / "tune.log").read_text().splitlines()
     assert len([line for line in logged if " INFO Trial " in line]) == 2
