@@ -603,3 +603,59 @@ def test_predict_reads_a_folder_in_chunks(finished, tmp_path, monkeypatch) -> No
     chunked = tmp_path / "chunked.csv"
     predicting.predict(finished[0].run_dir, folder, chunked, probabilities=True)
     assert chunked.read_text() == whole.read_text()
+
+
+def test_val_every_validates_every_n_epochs_and_the_last(tiny_recipe, registry, tmp_path) -> None:
+    callbacks = (
+        'callbacks=[{ name = "metrics_jsonl" }, { name = "checkpoint" }, '
+        '{ name = "early_stopping", patience = 5 }]'
+    )
+    result = train(
+        tiny_recipe,
+        overrides=["experiment.epochs=5", "trainer.val_every=2", callbacks],
+        output=tmp_path / "run",
+        registry=registry,
+    )
+    lines = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").open()]
+    assert [line["epoch"] for line in lines if "val/acc" in line] == [2, 4, 5]
+    assert all("train/loss" in line for line in lines) and len(lines) == 5
+    best = load_checkpoint(result.run_dir / "checkpoints" / "best.pt")["epoch"]
+    assert best in (2, 4, 5)
+
+
+def test_the_final_evaluation_reuses_the_last_validation_of_the_same_weights(
+    tiny_recipe, registry, tmp_path, monkeypatch, run_cli
+) -> None:
+    """With the last epoch's weights (eval_weights = "last", or best.pt from the last epoch)
+    and no TTA, the validation split is not run again; its metrics are those cvkit eval
+    computes afresh."""
+    import cvkit.engine.stage as stage
+
+    passes = []
+    original = stage.collect_logits
+
+    def counted(model, loader, *args, **kwargs):
+        passes.append(kwargs.get("progress"))
+        return original(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "collect_logits", counted)
+    result = train(
+        tiny_recipe,
+        overrides=["trainer.eval_weights='last'"],
+        output=tmp_path / "last",
+        registry=registry,
+    )
+    assert passes == ["evaluating test"]
+    again = json.loads(run_cli("eval", str(result.run_dir), "--json").stdout)
+    saved = json.loads((result.run_dir / "eval.json").read_text())
+    for split in ("val", "test"):
+        assert saved[split]["confusion_matrix"] == again[split]["confusion_matrix"]
+        assert saved[split]["loss"] == pytest.approx(again[split]["loss"], rel=1e-6)
+    passes.clear()
+    train(
+        tiny_recipe,
+        overrides=["trainer.eval_weights='last'", "trainer.tta=['flip']"],
+        output=tmp_path / "tta",
+        registry=registry,
+    )
+    assert passes == ["evaluating val", "evaluating test"]  # other views: run again

@@ -17,7 +17,8 @@ class EarlyStopping(Callback):
     Args:
         monitor: metric to watch (e.g. val/acc, val/loss).
         mode: 'max' if larger is better, 'min' if smaller is better.
-        patience: epochs without improvement before stopping.
+        patience: validations without improvement before stopping (epochs, unless
+            trainer.val_every skips some).
         min_delta: smallest change that counts as an improvement.
     """
 
@@ -38,7 +39,9 @@ class EarlyStopping(Callback):
         check_monitor("early_stopping", self.monitor, trainer)
 
     def on_epoch_end(self, trainer: TrainerView) -> None:
-        value = trainer.metrics[self.monitor]
+        value = trainer.metrics.get(self.monitor)
+        if value is None:  # an epoch without validation (trainer.val_every)
+            return
         if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.waited = value, 0
             return

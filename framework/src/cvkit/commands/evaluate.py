@@ -94,7 +94,7 @@ def evaluate(
         raise CheckpointError(
             f"{first.path}: the model has {len(first.classes)} classes, the dataset {dataset.num_classes}"
         )
-    device = resolve_device(first.recipe.experiment.device)
+    run_on = resolve_device(first.recipe.experiment.device)
     loaded = load_splits(first.recipe.data, dataset)
     available = {"val": loaded.val} | ({"test": loaded.test} if loaded.test is not None else {})
     chosen = {name: split for name, split in available.items() if name in splits}
@@ -113,7 +113,7 @@ def evaluate(
             result[name] = None
             continue
         start = time.perf_counter()
-        outputs[name] = soft_vote(members, split, device, tta)
+        outputs[name] = soft_vote(members, split, run_on, tta)
         seconds = time.perf_counter() - start  # the logits are on the CPU: synchronised
         result[name] = metrics_from_logits(*outputs[name], first.classes, seconds)
     result["calibration"] = (

@@ -239,21 +239,29 @@ def final_evaluation(
     for (over the ``recipe.trainer.tta`` views), and the calibration fitted on the validation split (see
     :mod:`cvkit.engine.calibration`)."""
     distributed.barrier()  # rank 0 has written the last epoch's checkpoints
-    weights = "last"
+    weights, weights_epoch = "last", loop.epoch
     best = run_dir / "checkpoints" / "best.pt"
     if recipe.trainer.eval_weights == "best" and best.is_file():
         state = load_checkpoint(best)
         load_model_weights(loop.model, state["model"], best)
         if loop.ema is not None:
             loop.ema.load_state_dict(state["ema"])
-        weights = f"best (epoch {state['epoch']})"
+        weights, weights_epoch = f"best (epoch {state['epoch']})", state["epoch"]
     loop.share_buffers()
     model = loop.evaluation_model()
     if recipe.trainer.tta:
         model = TTAModel(model, recipe.trainer.tta)
     outputs, seconds = {}, {}
+    last = loop.last_validation
+    if (
+        last is not None
+        and last.epochs == weights_epoch == loop.epoch
+        and val_loader is loop.val_loader
+        and not recipe.trainer.tta
+    ):  # the last epoch's validation ran these weights over the same batches
+        outputs["val"], seconds["val"] = (last.logits, last.labels), last.seconds
     for split, loader in (("val", val_loader), ("test", test_loader)):
-        if loader is not None:
+        if loader is not None and split not in outputs:
             start = time.perf_counter()
             outputs[split] = collect_logits(
                 model,

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -44,7 +45,7 @@ from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
 from cvkit.engine.ema import ExponentialMovingAverage
-from cvkit.engine.metrics import evaluate_model
+from cvkit.engine.metrics import collect_logits, evaluate_model, metrics_from_logits
 from cvkit.engine.rng import rng_state, seed_everything, set_rng_state
 from cvkit.engine.sync_batchnorm import convert_sync_batchnorm
 from cvkit.errors import CvkitError, NonFiniteLossError, Terminated
@@ -113,6 +114,18 @@ def frozen_running_stats(model: nn.Module) -> Iterator[None]:
         for (m, count), (momentum, before) in zip(norms, saved, strict=True):
             m.momentum = momentum
             count.copy_(before)
+
+
+@attrs.frozen(eq=False)
+class Validation:
+    """The last validation of this process: after ``epochs`` epochs, the evaluation model's
+    ``logits`` (N, K) float32 and ``labels`` (N,) on the CPU, over the whole split, and its
+    wall ``seconds``; the final evaluation reuses it when its weights are these."""
+
+    epochs: int
+    logits: Tensor
+    labels: Tensor
+    seconds: float
 
 
 class TrainingLoop:
@@ -211,6 +224,7 @@ class TrainingLoop:
         self.batch_loss: Tensor | None = None
         self.grad_norm: Tensor | None = None
         self.evaluation: dict[str, Any] | None = None
+        self.last_validation: Validation | None = None  # none yet in this process
         self.should_stop = False
         self.resumed = False
         self._loader_state = train_loader.state_dict()
@@ -246,7 +260,8 @@ class TrainingLoop:
                 while self.epoch < self.epochs and not self.should_stop:
                     started = time.perf_counter()
                     self._train_epoch()
-                    self._validate()
+                    if self._validates_now():
+                        self._validate()
                     self._check_weights()
                     self.epoch += 1
                     self.batch = 0
@@ -464,11 +479,28 @@ class TrainingLoop:
         if value is not None:
             nn.utils.clip_grad_value_(parameters, value)
 
+    def _validates_now(self) -> bool:
+        """Whether this epoch ends with a validation: every ``trainer.val_every`` epochs, and
+        the last (also one cut short by a callback's ``should_stop``)."""
+        last = self.epoch + 1 >= self.epochs or self.should_stop
+        return last or (self.epoch + 1) % self.settings.val_every == 0
+
     def _validate(self) -> None:
         if self.val_loader is None:
             return
         self.share_buffers()
-        result = self.evaluate(self.val_loader, progress="validation")
+        start = time.perf_counter()
+        logits, labels = collect_logits(
+            self.evaluation_model(),
+            self.val_loader,
+            self.device,
+            self.autocast_dtype,
+            combine_processes=self.val_loader.part_of_split,
+            progress="validation",
+        )
+        seconds = time.perf_counter() - start  # the logits are on the CPU: synchronised
+        self.last_validation = Validation(self.epoch + 1, logits, labels, seconds)
+        result = metrics_from_logits(logits, labels, self.val_loader.classes)
         self.metrics |= {
             "val/loss": result["loss"],
             "val/acc": result["top1"],

@@ -165,6 +165,8 @@ class TrainerSettings:
             the memory of one); schedulers count optimizer steps.
         sync_batchnorm: in a run of several processes (torchrun), batch-norm statistics
             over the whole global batch instead of each process's part of it.
+        val_every: validate after every this many epochs, and after the last; the epochs
+            between have no val/ metrics (best.pt and early stopping count validations).
     """
 
     clip_grad_norm: float | None = attrs.field(
@@ -184,6 +186,7 @@ class TrainerSettings:
     deterministic: bool = False
     accumulate_steps: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     sync_batchnorm: bool = False
+    val_every: int = attrs.field(default=1, validator=attrs.validators.ge(1))
 
 
 @attrs.frozen(kw_only=True)
