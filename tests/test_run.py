@@ -659,3 +659,28 @@ def test_the_final_evaluation_reuses_the_last_validation_of_the_same_weights(
         registry=registry,
     )
     assert passes == ["evaluating val", "evaluating test"]  # other views: run again
+
+
+def test_init_trains_a_new_run_from_a_finished_run_s_weights(
+    finished, tiny_recipe, tmp_path, run_cli
+) -> None:
+    source = finished[0].run_dir
+    out = tmp_path / "further"
+    settings = ["experiment.epochs=1", "optimizer.lr=1e-12", "optimizer.momentum=0"]
+    args = [x for s in settings for x in ("--set", s)]
+    result = run_cli("run", str(tiny_recipe), "--init", str(source), "--output", str(out), *args)
+    assert result.exit_code == 0, result.output
+    best = source / "checkpoints" / "best.pt"
+    assert f"experiment.init: model from {best}" in (out / "run.log").read_text()
+    start = load_checkpoint(source / "checkpoints" / "best.pt")["model"]
+    after = load_checkpoint(out / "checkpoints" / "last.pt")["model"]
+    trained = [k for k, v in start.items() if v.is_floating_point() and "running" not in k]
+    assert trained and all(torch.allclose(after[k], start[k], atol=1e-6) for k in trained)
+    import tomllib
+
+    recorded = tomllib.loads((out / "recipe.toml").read_text())["experiment"]["init"]
+    assert recorded == source.absolute().as_posix()  # a resume starts from its own last.pt
+    missing = run_cli("run", str(tiny_recipe), "--init", str(tmp_path / "nothing"))
+    assert missing.exit_code == 2 and "checkpoint not found" in missing.stderr
+    staged = run_cli("run", "--resume", str(source), "--init", str(source))
+    assert staged.exit_code == 2 and "--init starts a new run" in staged.stderr

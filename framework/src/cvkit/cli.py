@@ -561,6 +561,14 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
     "--force", is_flag=True, help="With --resume: accept --set values that change the run's recipe."
 )
 @click.option(
+    "--init",
+    "init",
+    type=click.Path(path_type=Path),
+    metavar="RUN_DIR|CHECKPOINT",
+    help="Start the model from these weights (a run's best, else last): e.g. train a "
+    "finished run further, with the recipe's own schedule (experiment.init).",
+)
+@click.option(
     "--nproc",
     type=click.IntRange(min=1),
     default=1,
@@ -583,6 +591,7 @@ def run_command(
     output: Path | None,
     resume_dir: Path | None,
     force: bool,
+    init: Path | None,
     nproc: int,
     dist_timeout: float,
 ) -> None:
@@ -606,6 +615,11 @@ def run_command(
         )
     if force and resume_dir is None:
         raise click.UsageError("--force only applies to --resume")
+    if init is not None:
+        if recipe is None:
+            raise click.UsageError("--init starts a new run: give a RECIPE (not --resume)")
+        existing_checkpoints([init])
+        overrides = (*overrides, f'experiment.init="{init.absolute().as_posix()}"')
     if recipe is not None:
         readable_recipe(recipe, overrides, unset)
     elif resume_dir is not None:

@@ -244,8 +244,14 @@ def _run_stages(
     stage (one with its eval.json) is skipped when resuming. Returns the run's evaluation:
     the last stage's, with every stage's under ``stages`` for a multi-stage recipe."""
     if not recipe.stages:
+        init = _experiment_init(recipe)
         return _run_stage(
-            "", recipe, run_dir, registry, device, {}, resuming, callbacks, evaluate_test
+            "", recipe, run_dir, registry, device, init, resuming, callbacks, evaluate_test
+        )
+    if recipe.experiment.init is not None:
+        raise CvkitError(
+            "experiment.init (--init): this recipe has stages; set the first stage's init "
+            "(stages[0].init) instead"
         )
     stage_dirs = {stage.name: run_dir / "stages" / stage.name for stage in recipe.stages}
     inits = {
@@ -276,6 +282,16 @@ def _run_stages(
         if distributed.is_main():
             write_json(done, results[stage.name])
     return results[recipe.stages[-1].name] | {"stages": results}
+
+
+def _experiment_init(recipe: Recipe) -> dict[str, Path]:
+    """``{"": checkpoint}`` of ``experiment.init`` (a run directory's best, else last), or {}."""
+    source = recipe.experiment.init
+    if source is None:
+        return {}
+    if not source.exists():
+        raise CvkitError(f"experiment.init (--init): {source} is no run directory or checkpoint")
+    return {"": checkpoint_path(source)}
 
 
 def _resolve_init(stage: StageSettings, index: int, stage_dirs: dict[str, Path]) -> dict[str, Path]:

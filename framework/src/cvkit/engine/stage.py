@@ -119,7 +119,8 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
         model=model,
     )
     if stage.checkpoint is None:
-        load_initial_weights(components.model, stage.init, f"stage {stage.name} init")
+        where = f"stage {stage.name} init" if stage.name else "experiment.init"
+        load_initial_weights(components.model, stage.init, where)
     check_agreement(
         recipe,
         components.model,

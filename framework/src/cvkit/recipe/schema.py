@@ -85,6 +85,10 @@ class ExperimentSettings:
         output_dir: directory holding the run directories, relative to the working directory.
         device: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'.
         precision: 'fp32'; 'bf16' or 'fp16' autocast (fp16 with gradient scaling).
+        init: the weights the model starts from: a run directory (its best checkpoint, else
+            its last; the EMA weights when it kept an EMA) or a checkpoint file, e.g. a
+            finished run to train further with a new schedule (``cvkit run --init``); a
+            recipe with stages sets each stage's ``init`` instead.
     """
 
     name: str = attrs.field(validator=_folder_name)
@@ -93,6 +97,7 @@ class ExperimentSettings:
     output_dir: Path = Path("runs")
     device: str = attrs.field(default="auto", validator=_device)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    init: Path | None = None
 
 
 @attrs.frozen(kw_only=True)
