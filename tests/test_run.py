@@ -15,6 +15,7 @@ import torch
 
 from cvkit.commands.run import resume, train
 from cvkit.engine.checkpoint import load_checkpoint
+from cvkit.errors import CvkitError
 from cvkit.recipe.loading import load_recipe
 from cvkit.registry.loading import load_registry
 
@@ -387,6 +388,16 @@ def test_ctrl_c_saves_last_pt_and_the_resumed_run_ends_as_an_uninterrupted_one(
 def test_resuming_a_finished_run_is_refused(finished, registry) -> None:
     with pytest.raises(Exception, match=r"the run is finished \(it has its eval\.json\)"):
         resume(finished[0].run_dir, registry=registry)
+
+
+def test_more_epochs_for_a_finished_run_name_the_init_command_that_gives_them(
+    finished, registry
+) -> None:
+    run = finished[0].run_dir
+    with pytest.raises(CvkitError) as refused:
+        resume(run, overrides=["experiment.epochs=6"], force=True, registry=registry)
+    command = f"cvkit run {run / 'recipe.toml'} --init {run} --set experiment.epochs=6"
+    assert str(refused.value).endswith(command)
 
 
 def test_run_usage_errors(run_cli, tiny_recipe, tmp_path) -> None:

@@ -132,9 +132,12 @@ def resume(
     run_directory(run_dir)
     recipe_file = run_dir / "recipe.toml"
     if (run_dir / "eval.json").is_file():
+        sets = "".join(f" --set {assignment}" for assignment in overrides)
         raise CvkitError(
-            f"--resume {run_dir}: the run is finished (it has its eval.json); start a new run "
-            "to train more"
+            f"--resume {run_dir}: the run is finished (it has its eval.json), and its "
+            "checkpoint's schedule ended with it; to train it further, start a new run from "
+            f"its weights with a schedule of its own: cvkit run {recipe_file} --init "
+            f"{run_dir}{sets or ' --set experiment.epochs=N'}"
         )
     original = load_recipe(recipe_file, (), registry=registry)
     changes = bool(overrides or unset)
