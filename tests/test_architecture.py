@@ -245,9 +245,24 @@ def test_the_api_check_catches_a_private_import(tmp_path: Path) -> None:
     ]
 
 
-def test_every_api_name_resolves() -> None:
-    for name in cvkit.__all__:
-        assert getattr(cvkit, name) is not None, name
+def test_every_api_name_resolves_to_the_object_its_module_defines() -> None:
+    """Each lazily exported name is the very object of the module it is declared from (a
+    wrong module path, or a stale name shadowing it, would fail here)."""
+    import importlib
+
+    from cvkit import _EXPORTS
+
+    assert set(cvkit.__all__) == {
+        "PROJECT_NAME",
+        "Register",
+        "__version__",
+        "capability",
+        "hookimpl",
+        *_EXPORTS,
+    }
+    for name, module in _EXPORTS.items():
+        assert getattr(cvkit, name) is getattr(importlib.import_module(module), name), name
+    assert cvkit.capability is importlib.import_module("cvkit.hookspecs").capability
 
 
 def test_every_builtin_module_is_a_default_plugin_with_its_own_hooks() -> None:

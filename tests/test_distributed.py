@@ -326,16 +326,67 @@ def test_a_batch_too_small_to_share_is_refused(monkeypatch: pytest.MonkeyPatch) 
         _augmenting_loader(_images(14), shard=True)  # its last batch holds 2 images
 
 
-def test_sync_batchnorm_in_one_process_is_plain_batch_norm() -> None:
+def _sync_batchnorm_half(rank: int, port: int, results: dict) -> None:
+    """Rank ``rank``'s half of a batch of 8 through GlooSyncBatchNorm: output, input
+    gradient and running statistics."""
+    from cvkit.engine.sync_batchnorm import convert_sync_batchnorm
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2"
+    )
+    distributed.initialize("cpu")
+    try:
+        torch.manual_seed(0)  # the same layer and batch in both processes
+        layer = convert_sync_batchnorm(nn.BatchNorm2d(4, momentum=0.3), CPU)
+        with torch.no_grad():
+            layer.weight.uniform_(0.5, 1.5)
+            layer.bias.uniform_(-0.5, 0.5)
+        batch = torch.randn(8, 4, 5, 5) * 3 + 1
+        part = batch[4 * rank : 4 * rank + 4].clone().requires_grad_(True)
+        output = layer(part)
+        (output * torch.arange(output.numel()).view_as(output).float().sin()).sum().backward()
+        results[rank] = (output.detach(), part.grad, layer.running_mean, layer.running_var)
+    finally:
+        distributed.shutdown()
+
+
+def test_sync_batchnorm_of_two_processes_is_batch_norm_over_their_whole_batch() -> None:
+    """Each process holds half of the batch: outputs, input gradients (through the
+    differentiable all-reduce) and running statistics are those of one BatchNorm2d over
+    all 8 images."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_sync_batchnorm_half, args=(port, results), nprocs=2, join=True)
+    torch.manual_seed(0)
+    reference = nn.BatchNorm2d(4, momentum=0.3)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 1.5)
+        reference.bias.uniform_(-0.5, 0.5)
+    batch = (torch.randn(8, 4, 5, 5) * 3 + 1).requires_grad_(True)
+    output = reference(batch)
+    weights = torch.cat([torch.arange(4 * 100).view(4, 4, 5, 5).float().sin()] * 2)
+    (output * weights).sum().backward()
+    for rank in (0, 1):
+        out, grad, mean, var = results[rank]
+        half = slice(4 * rank, 4 * rank + 4)
+        torch.testing.assert_close(out, output[half].detach())
+        torch.testing.assert_close(grad, batch.grad[half])
+        torch.testing.assert_close(mean, reference.running_mean)
+        torch.testing.assert_close(var, reference.running_var)  # unbiased over 8 x 25 values
+
+
+def test_converting_to_sync_batchnorm_keeps_the_layer_s_tensors() -> None:
+    """Optimizers built before the conversion still hold the parameters it trains."""
     from cvkit.engine.sync_batchnorm import GlooSyncBatchNorm, convert_sync_batchnorm
 
-    torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    weight = model[1].weight
+    weight, running_mean = model[1].weight, model[1].running_mean
     converted = convert_sync_batchnorm(model, CPU)
-    assert isinstance(converted[1], GlooSyncBatchNorm) and converted[1].weight is weight
-    x = torch.randn(6, 3, 8, 8)
-    reference = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
-    reference.load_state_dict(converted.state_dict())
-    torch.testing.assert_close(converted(x), reference(x))
-    torch.testing.assert_close(converted[1].running_var, reference[1].running_var)
+    assert isinstance(converted[1], GlooSyncBatchNorm)
+    assert converted[1].weight is weight and converted[1].running_mean is running_mean

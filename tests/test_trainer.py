@@ -222,6 +222,45 @@ def test_schedulers_step_per_batch_or_per_epoch_as_they_declare() -> None:
     assert per_epoch.lr == pytest.approx(0.05 * 0.5**2)
 
 
+def test_ema_follows_the_decay_formula_on_parameters_and_buffers() -> None:
+    """e_1 = w_1, e_t = decay * e_(t-1) + (1 - decay) * w_t, for every parameter and buffer,
+    as torch's AveragedModel(get_ema_multi_avg_fn(decay), use_buffers=True) computes it."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from cvkit.engine.ema import ExponentialMovingAverage
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    decay = 0.8
+    ours = ExponentialMovingAverage(model, decay)
+    torchs = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    expected = None
+    for _ in range(5):
+        with torch.no_grad():
+            for tensor in [*model.parameters(), model[1].running_mean, model[1].running_var]:
+                tensor.copy_(torch.randn_like(tensor))
+        weights = [
+            t.clone() for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()
+        ]
+        expected = (
+            weights
+            if expected is None
+            else [decay * e + (1 - decay) * w for e, w in zip(expected, weights, strict=True)]
+        )
+        ours.update_parameters(model)
+        torchs.update_parameters(model)
+    averaged = [
+        t for t in [*ours.module.parameters(), *ours.module.buffers()] if t.is_floating_point()
+    ]
+    for mine, formula in zip(averaged, expected, strict=True):
+        torch.testing.assert_close(mine, formula)
+    assert int(ours.n_averaged) == 5
+    for (name, mine), (_, theirs) in zip(
+        ours.state_dict().items(), torchs.state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(mine, theirs, msg=name)
+
+
 def test_ema_weights_are_kept_and_used_for_evaluation() -> None:
     trainer = make_trainer(ema_decay=0.9, epochs=2)
     trainer.fit()
@@ -231,10 +270,26 @@ def test_ema_weights_are_kept_and_used_for_evaluation() -> None:
     assert trainer.state_dict()["ema"]["n_averaged"] == 6
 
 
-def test_channels_last_trains() -> None:
-    trainer = make_trainer(channels_last=True, epochs=1)
+def _weights(loop: TrainingLoop) -> dict[str, torch.Tensor]:
+    """The floating-point tensors of the model's state dict, as its checkpoint saves them."""
+    return {k: v for k, v in loop.state_dict()["model"].items() if v.is_floating_point()}
+
+
+def test_channels_last_trains_as_contiguous_memory_does() -> None:
+    """The same batches through channels-last convolutions: the same weights and losses up to
+    the kernels' floating-point reordering."""
+    contiguous = make_trainer(epochs=2)
+    contiguous.fit()
+    trainer = make_trainer(channels_last=True, epochs=2)
     trainer.fit()
     assert trainer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.metrics["train/loss"] == pytest.approx(
+        contiguous.metrics["train/loss"], rel=1e-4
+    )
+    assert trainer.metrics["val/loss"] == pytest.approx(contiguous.metrics["val/loss"], rel=1e-4)
+    expected = _weights(contiguous)
+    for name, weight in _weights(trainer).items():
+        torch.testing.assert_close(weight.contiguous(), expected[name], rtol=1e-4, atol=1e-5)
 
 
 def test_a_non_finite_loss_stops_training() -> None:
@@ -258,6 +313,9 @@ def test_compiled_model_trains_to_the_eager_models_loss() -> None:
         assert trainer.metrics[key] == pytest.approx(eager.metrics[key], rel=1e-3), key
     assert trainer.metrics["train/acc"] == pytest.approx(eager.metrics["train/acc"], abs=0.05)
     assert not any(k.startswith("_orig_mod") for k in trainer.state_dict()["model"])
+    expected = _weights(eager)
+    for name, weight in _weights(trainer).items():
+        torch.testing.assert_close(weight, expected[name], rtol=1e-3, atol=1e-4)
 
 
 def test_the_second_pass_leaves_batch_norm_statistics_alone() -> None:

@@ -28,10 +28,33 @@ def test_the_base_sub_model_has_the_studys_layers_and_size() -> None:
         BaseSubModel(10, 3, image_size=8)
 
 
+def batch_norm(c: int) -> int:
+    return 2 * c  # weight and bias
+
+
+def separable_block(c_in: int, c_out: int) -> int:
+    """Depthwise 3x3 + BN, pointwise 1x1 + BN (no biases), and a 1x1 + BN shortcut when
+    the width changes (identity otherwise)."""
+    shortcut = c_in * c_out + batch_norm(c_out) if c_in != c_out else 0
+    return 9 * c_in + batch_norm(c_in) + c_in * c_out + batch_norm(c_out) + shortcut
+
+
+def se(c: int, reduction: int = 16) -> int:
+    hidden = max(c // reduction, 1)
+    return 2 * c * hidden + hidden + c  # two 1x1 convolutions with biases
+
+
 def test_the_enhanced_models_fit_the_20k_and_30k_budgets() -> None:
-    assert trainable_parameters(LightweightCNN(10, 3)) == 14_554
-    assert trainable_parameters(LightweightCNN(10, 3, attention=se16)) == 16_147
-    assert trainable_parameters(LightweightCNN(10, 3, blocks=[1, 2], attention=se16)) == 27_865
+    """The counts follow from the layers: a 3x3 stem 3->24 + BN, separable blocks 24->48
+    and 48->96 (one SE after each block with attention), a 1x1 head 96->10 with a bias."""
+    stem, head = 3 * 24 * 9 + batch_norm(24), 96 * 10 + 10
+    plain = stem + separable_block(24, 48) + separable_block(48, 96) + head
+    with_se = plain + se(48) + se(96)
+    deeper = with_se + separable_block(96, 96) + se(96)
+    assert (plain, with_se, deeper) == (14_554, 16_147, 27_865)  # under 20k, 20k and 30k
+    assert trainable_parameters(LightweightCNN(10, 3)) == plain
+    assert trainable_parameters(LightweightCNN(10, 3, attention=se16)) == with_se
+    assert trainable_parameters(LightweightCNN(10, 3, blocks=[1, 2], attention=se16)) == deeper
 
 
 def test_a_separable_block_is_depthwise_then_pointwise_with_a_residual() -> None:

@@ -8,10 +8,10 @@ import torch
 from cvkit_squeeze_excitation import SqueezeExcitation
 
 
-def se_from_the_paper(x: torch.Tensor, w1, b1, w2, b2) -> torch.Tensor:
+def se_from_the_paper(x: torch.Tensor, w1, b1, w2, b2, gate=torch.sigmoid) -> torch.Tensor:
     """Hu et al. (2018), Eq. 2-4: z = F_sq(u); s = sigmoid(W2 relu(W1 z)); x~ = s * u."""
     z = x.mean(dim=(2, 3))  # (N, C): global average pooling
-    s = torch.sigmoid(torch.relu(z @ w1.T + b1) @ w2.T + b2)  # (N, C)
+    s = gate(torch.relu(z @ w1.T + b1) @ w2.T + b2)  # (N, C)
     return x * s[:, :, None, None]
 
 
@@ -35,9 +35,21 @@ def test_se_parameter_count(channels, reduction, min_channels, hidden) -> None:
     assert sum(p.numel() for p in block.parameters()) == 2 * channels * hidden + hidden + channels
 
 
-def test_hard_sigmoid_gate() -> None:
-    block = SqueezeExcitation(8, reduction=2, gate="hard_sigmoid")
-    assert isinstance(block.gate, torch.nn.Hardsigmoid)
+def test_hard_sigmoid_gate_is_relu6_of_x_plus_3_over_6() -> None:
+    """MobileNetV3's hard sigmoid, min(max(x + 3, 0), 6) / 6, in place of Eq. 3's sigmoid."""
+    torch.manual_seed(0)
+    block = SqueezeExcitation(8, reduction=2, gate="hard_sigmoid").eval()
+    with torch.no_grad():  # excitations far enough from 0 that both gates' ends are reached
+        block.fc2.weight.mul_(40)
+    x = torch.randn(6, 8, 5, 5)
+    w1, b1 = block.fc1.weight.flatten(1), block.fc1.bias
+    w2, b2 = block.fc2.weight.flatten(1), block.fc2.bias
+
+    def hard(v: torch.Tensor) -> torch.Tensor:
+        return (v + 3).clamp(0, 6) / 6
+
+    torch.testing.assert_close(block(x), se_from_the_paper(x, w1, b1, w2, b2, hard))
+    assert not torch.allclose(block(x), se_from_the_paper(x, w1, b1, w2, b2), atol=1e-3)
 
 
 def test_invalid_settings_are_rejected() -> None:
