@@ -97,5 +97,46 @@ def test_eval_with_tta_and_an_ensemble_of_one_run_twice(finished_run, run_cli, t
     tta = run_cli("eval", run, "--tta", "flip,crop")
     assert tta.exit_code == 0, tta.output
     assert "test-time augmentation: flip, crop" in tta.output and "calibration" in tta.output
-    refused = run_cli("eval", run, run)
+
+
+def _probabilities(run, registry, view=lambda x: x) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax (N, K) of a run's model over its validation images (through ``view``), labels."""
+    from cvkit import evaluation_batches, restore
+
+    trained = restore(run, registry)
+    batches = list(evaluation_batches(trained))
+    with torch.no_grad():
+        probs = torch.cat([trained.model.eval()(view(x)).softmax(1) for x, _ in batches])
+    return probs, torch.cat([y for _, y in batches])
+
+
+def test_an_ensemble_and_tta_average_the_softmax_of_their_members_and_views(
+    finished_run, registry, run_cli, tmp_path
+) -> None:
+    """The soft vote of two different runs, and the flip TTA of one: eval's loss and
+    confusion matrix are those of the mean of the softmaxes, computed here from each member
+    (and each view) alone."""
+    recipe = tmp_path / "other.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()).replace("seed = 0", "seed = 1"))
+    other = train(recipe, output=tmp_path / "other", registry=registry).run_dir
+    first = finished_run.run_dir
+    (a, labels), (b, _) = _probabilities(first, registry), _probabilities(other, registry)
+
+    def expected(mean: torch.Tensor) -> tuple[float, list[list[int]]]:
+        loss = float(-mean.gather(1, labels[:, None]).log().mean())
+        confusion = torch.zeros(4, 4, dtype=torch.int64)
+        confusion.index_put_((labels, mean.argmax(1)), torch.tensor(1), accumulate=True)
+        return loss, confusion.tolist()
+
+    voted = json.loads(run_cli("eval", "--ensemble", str(first), str(other), "--json").stdout)[
+        "val"
+    ]
+    loss, confusion = expected((a + b) / 2)
+    assert voted["loss"] == pytest.approx(loss, rel=1e-5) and voted["confusion_matrix"] == confusion
+    assert voted["loss"] != pytest.approx(expected(a)[0], rel=1e-3)  # not the first alone
+    flipped, _ = _probabilities(first, registry, lambda x: x.flip(-1))
+    tta = json.loads(run_cli("eval", str(first), "--tta", "flip", "--json").stdout)["val"]
+    loss, confusion = expected((a + flipped) / 2)
+    assert tta["loss"] == pytest.approx(loss, rel=1e-5) and tta["confusion_matrix"] == confusion
+    refused = run_cli("eval", str(first), str(other))
     assert refused.exit_code == 2 and "add --ensemble" in refused.output

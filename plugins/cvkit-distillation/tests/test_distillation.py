@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvkit import train
+from cvkit import evaluation_batches, restore, train
 from cvkit.testing import TINY_RECIPE
 from cvkit_distillation import KnowledgeDistillation, distillation_loss
 
@@ -51,14 +51,45 @@ def test_the_teacher_is_frozen_in_eval_mode(teacher_run) -> None:
         KnowledgeDistillation(teacher_run / "missing")
 
 
-def test_a_student_trains_against_the_teacher_run(tmp_path, teacher_run, registry) -> None:
-    recipe = tmp_path / "student.toml"
-    recipe.write_text(
-        TINY_RECIPE.format(runs=tmp_path.as_posix()).replace(
+def _student(tmp_path, teacher_run, registry, name: str, weight: float | None):
+    """A student of another seed than the teacher's: cross-entropy (``weight`` None) or
+    distillation from the teacher run with ``weight``."""
+    recipe = tmp_path / f"{name}.toml"
+    text = TINY_RECIPE.format(runs=tmp_path.as_posix()).replace("seed = 0", "seed = 1")
+    if weight is not None:
+        text = text.replace(
             '[loss]\nname = "cross_entropy"',
-            f'[loss]\nname = "distillation"\nteacher = "{teacher_run.as_posix()}"\nweight = 0.5',
+            f'[loss]\nname = "distillation"\nteacher = "{teacher_run.as_posix()}"\n'
+            f"weight = {weight}\ntemperature = 2.0",
         )
+    recipe.write_text(text)
+    return train(recipe, output=tmp_path / name, registry=registry).run_dir
+
+
+def _val_logits(run, registry) -> torch.Tensor:
+    trained = restore(run, registry)
+    with torch.no_grad():
+        return torch.cat([trained.model.eval()(x) for x, _ in evaluation_batches(trained)])
+
+
+def test_a_student_trains_against_the_teacher_run(tmp_path, teacher_run, registry) -> None:
+    """Weight 0 trains exactly as cross-entropy; weight 1 (the teacher's softened outputs
+    alone) brings the student's predictions closer to the teacher's than cross-entropy does."""
+    plain = _student(tmp_path, teacher_run, registry, "plain", None)
+    zero = _student(tmp_path, teacher_run, registry, "zero", 0.0)
+    distilled = _student(tmp_path, teacher_run, registry, "distilled", 1.0)
+    evaluations = {
+        run.name: json.loads((run / "eval.json").read_text()) for run in (plain, zero, distilled)
+    }
+    assert (
+        evaluations["zero"]["val"]["confusion_matrix"]
+        == evaluations["plain"]["val"]["confusion_matrix"]
     )
-    run = train(recipe, output=tmp_path / "run", registry=registry).run_dir
-    evaluation = json.loads((run / "eval.json").read_text())
-    assert evaluation["epochs"] == 3 and 0 <= evaluation["val"]["top1"] <= 1
+    assert evaluations["zero"]["val"]["loss"] == pytest.approx(evaluations["plain"]["val"]["loss"])
+    teacher = _val_logits(teacher_run, registry).log_softmax(1)
+
+    def divergence(run) -> float:  # KL(teacher || student) over the validation images
+        student = _val_logits(run, registry).log_softmax(1)
+        return float(F.kl_div(student, teacher, log_target=True, reduction="batchmean"))
+
+    assert divergence(distilled) < 0.7 * divergence(plain)  # measured: 0.077 against 0.176

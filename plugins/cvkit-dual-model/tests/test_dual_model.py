@@ -27,10 +27,17 @@ def test_the_joint_head_classifies_the_concatenated_features() -> None:
 
 
 def test_a_branch_state_dict_is_its_sub_models() -> None:
-    sub = BaseSubModel(10, 3)
-    model = FeatureFusion(10, 3, [base, base])
+    """A stage's init loads a trained sub-model into a branch: that branch then computes the
+    sub-model's function exactly, and the other branch is untouched."""
+    torch.manual_seed(0)
+    sub = BaseSubModel(10, 3).eval()
+    model = FeatureFusion(10, 3, [base, base]).eval()
+    other = copy.deepcopy(model.branches[0].state_dict())
     model.branches[1].load_state_dict(sub.state_dict())  # what a stage's init does
-    assert set(model.branches[1].state_dict()) == set(sub.state_dict())
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(model.branches[1](x), sub(x))
+    for key, value in model.branches[0].state_dict().items():
+        assert torch.equal(value, other[key]), key
 
 
 def test_a_1x1_conv_head_and_a_model_without_a_head() -> None:
