@@ -45,12 +45,31 @@ def test_readme_names_every_bundled_plugin() -> None:
         assert f"plugins/{readme.parent.name}" in README
 
 
-@pytest.mark.parametrize(
-    "command", [line[2:] for line in README.splitlines() if line.startswith("$ cvkit ")]
-)
-def test_readme_commands_work(command, run_cli) -> None:
+README_COMMANDS = [line[2:] for line in README.splitlines() if line.startswith("$ cvkit ")]
+SHOWN = {
+    "cvkit info attention/se": [
+        "attention/se  (cvkit-squeeze-excitation",
+        "reduction",
+        "built with: channels",
+    ],
+    "cvkit check recipes/quickstart.toml --set model.attention.reduction=8 --set optimizer.lr=0.1": [
+        '[model.attention]\nname = "se"\nreduction = 8\n',
+        "lr = 0.1\n",
+        "forward pass of 2x1x8x8 images ok",
+        "ok: recipes/quickstart.toml is valid and every component builds",
+    ],
+}
+"""What each README command must print: what the README says it does."""
+
+
+@pytest.mark.parametrize("command", README_COMMANDS)
+def test_readme_commands_do_what_it_says(command, run_cli, monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
     result = run_cli(*shlex.split(command)[1:])
     assert result.exit_code == 0, result.output
+    assert command in SHOWN, "say in SHOWN what this README command prints"
+    for text in SHOWN[command]:
+        assert text in result.stdout, (text, result.stdout[-2000:])
 
 
 @pytest.mark.parametrize("readme", PLUGIN_READMES, ids=lambda p: p.parent.name)

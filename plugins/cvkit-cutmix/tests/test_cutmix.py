@@ -65,7 +65,18 @@ def test_the_switch_gives_cutmix_or_mixup_per_batch() -> None:
         torch.testing.assert_close(mixed, reference[0])
 
 
-def test_a_recipe_trains_with_mixup_cutmix(tmp_path, run_cli) -> None:
+def test_a_recipe_trains_with_mixup_cutmix(tmp_path, run_cli, monkeypatch) -> None:
+    """Every training batch (2 epochs x 2) goes through the switch and trains on its soft
+    targets, with SAM's two passes per step; evaluation batches are never mixed."""
+    calls: list[tuple[int, ...]] = []
+    forward = MixUpOrCutMix.forward
+
+    def counted(self, images, targets):
+        mixed, soft = forward(self, images, targets)
+        calls.append(tuple(soft.shape))
+        return mixed, soft
+
+    monkeypatch.setattr(MixUpOrCutMix, "forward", counted)
     recipe = tmp_path / "mix.toml"
     recipe.write_text(
         """
@@ -92,3 +103,7 @@ name = "mixup_cutmix"
     )
     result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"))
     assert result.exit_code == 0, result.output
+    training = [shape for shape in calls if shape != (2, 10)]  # (2, 10): the agreement check
+    assert training == [(8, 10)] * 4  # soft targets (N, K) for each training batch
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["step"] == 4 and last["epoch"] == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,7 +62,12 @@ def test_a_recipe_trains_a_timm_model(tmp_path: Path, run_cli) -> None:
         str(tmp_path / "run"),
     )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "run" / "eval.json").is_file()
+    evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
+    # the run trained timm's own network for the data's 4 classes and 3 channels
+    expected = sum(p.numel() for p in timm_model(4, 3, arch="test_convnext").parameters())
+    assert evaluation["model"]["trainable_parameters"] == expected
+    assert evaluation["model"]["input_shape"] == [3, 32, 32]
+    assert evaluation["val"]["samples"] == 16 and len(evaluation["val"]["classes"]) == 4
 
 
 def test_pretrained_weights_offline_say_where_to_put_them(tmp_path: Path) -> None:
