@@ -1,12 +1,14 @@
 """cvkit study: the study file and command line, a 2-variant x 3-seed study of a tiny recipe
-in parallel, its statistics against scipy's on the same numbers, resuming after a kill,
+in parallel, its statistics against closed forms of Student's t (3 seeds), resuming after a kill,
 submitit's local executor, failed runs."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -14,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from cvkit import CvkitError
 from cvkit.testing import TINY_RECIPE
@@ -71,13 +72,43 @@ def test_a_bad_study_file_names_the_file_and_key(tmp_path, text, message) -> Non
         read_study_file(path)
 
 
-def scipy_summary(values: list[float]) -> tuple[float, float, tuple[float, float]]:
-    array = np.array(values)
-    interval = stats.t.interval(0.95, len(array) - 1, loc=array.mean(), scale=stats.sem(array))
-    return float(array.mean()), float(array.std(ddof=1)), (float(interval[0]), float(interval[1]))
+# Student's t with 2 degrees of freedom (3 seeds) has a closed form, so the study's scipy
+# calls are checked against arithmetic that shares nothing with them:
+# CDF F(t) = 1/2 + t / (2 sqrt(2 + t^2)), hence quantile t(p) = u sqrt(2 / (1 - u^2)) with
+# u = 2p - 1, and the two-sided p-value of t is 1 - |t| / sqrt(2 + t^2).
+T_975_DF2 = 0.95 * math.sqrt(2 / (1 - 0.95**2))  # 4.3026527297, as tables give
 
 
-def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_path, tiny) -> None:
+def summary_df2(values: list[float]) -> tuple[float, float, tuple[float, float]]:
+    """Mean, sample sd and 95% t interval of 3 values, by hand."""
+    assert len(values) == 3
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    half = T_975_DF2 * sd / math.sqrt(3)
+    return mean, sd, (mean - half, mean + half)
+
+
+def paired_df2(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]]:
+    """Two-sided p-value and 95% interval of the paired t-test of 3 pairs, by hand."""
+    differences = [x - y for x, y in zip(a, b, strict=True)]
+    mean, (low, high) = statistics.fmean(differences), summary_df2(differences)[2]
+    t = mean / (statistics.stdev(differences) / math.sqrt(3))
+    return 1 - abs(t) / math.sqrt(2 + t * t), (low, high)
+
+
+def test_the_closed_forms_are_student_s_t_with_two_degrees_of_freedom() -> None:
+    """The reference itself, at known points: t(0.975; 2) = 4.3027, and a t of 4.3027
+    has p = 0.05; t = 1 has p = 1 - 1/sqrt(3) = 0.4226."""
+    assert math.sqrt(1.805 / 0.0975) == pytest.approx(
+        T_975_DF2, rel=1e-12
+    )  # t^2 = 0.9025 (2 + t^2)
+    assert pytest.approx(4.3026527297, rel=1e-10) == T_975_DF2  # tables
+    assert 1 - T_975_DF2 / math.sqrt(2 + T_975_DF2**2) == pytest.approx(0.05)
+    assert 1 - 1 / math.sqrt(3) == pytest.approx(0.42264973, rel=1e-7)
+
+
+def test_a_parallel_study_runs_every_variant_and_seed_and_its_statistics_agree_by_hand(
+    tmp_path, tiny
+) -> None:
     out = tmp_path / "study"
     done = cvkit(
         "study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-2",
@@ -101,21 +132,21 @@ def test_a_parallel_study_runs_every_variant_and_seed_and_agrees_with_scipy(tmp_
     assert len(pids) == 2 and str(os.getpid()) not in pids  # two worker processes ran them
     for variant, by_seed in accuracy.items():
         metrics = study["statistics"][variant]["metrics"]["val_acc"]
-        mean, std, (low, high) = scipy_summary(list(by_seed.values()))
+        mean, std, (low, high) = summary_df2(list(by_seed.values()))
         assert metrics["n"] == 3
         assert metrics["mean"] == pytest.approx(mean) and metrics["std"] == pytest.approx(std)
-        assert metrics["ci95"] == pytest.approx([low, high])
+        if std > 0:
+            assert metrics["ci95"] == pytest.approx([low, high])
     paired = study["statistics"]["0.2"]["vs_baseline"]["val_acc"]
     a = [accuracy["0.2"][s] for s in range(3)]
     b = [accuracy["0.05"][s] for s in range(3)]
     if np.allclose(np.subtract(a, b), a[0] - b[0]):
         assert paired["p_value"] is None and paired["mean_difference"] == pytest.approx(a[0] - b[0])
     else:
-        test = stats.ttest_rel(a, b)
-        interval = test.confidence_interval(0.95)
-        assert paired["p_value"] == pytest.approx(test.pvalue)
-        assert paired["ci95"] == pytest.approx([interval.low, interval.high])
-        assert paired["significant"] == (interval.low > 0 or interval.high < 0)
+        p_value, (low, high) = paired_df2(a, b)
+        assert paired["p_value"] == pytest.approx(p_value)
+        assert paired["ci95"] == pytest.approx([low, high])
+        assert paired["significant"] == (low > 0 or high < 0)
     assert paired["mean_difference"] == pytest.approx(np.mean(np.subtract(a, b)))
     table = (out / "study.md").read_text()
     assert "| 0.2 | val_acc | 3 |" in table and table in done.stdout
