@@ -62,6 +62,10 @@ def test_recipe_runs_on_synthetic_data(
     assert result.exit_code == 0, result.output
     evaluation = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert evaluation["test"]["samples"] == 4 and evaluation["val"]["samples"] == 4
+    # the run trained the recipe as written, with only these overrides
+    ran = load_recipe(tmp_path / "run" / "recipe.toml", registry=registry)
+    assert ran == load_recipe(recipe, overrides, registry=registry)
+    assert evaluation["model"]["trainable_parameters"] > 0
 
 
 def test_every_recipe_is_covered() -> None:
