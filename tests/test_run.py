@@ -390,14 +390,32 @@ def test_resuming_a_finished_run_is_refused(finished, registry) -> None:
         resume(finished[0].run_dir, registry=registry)
 
 
-def test_more_epochs_for_a_finished_run_name_the_init_command_that_gives_them(
-    finished, registry
+def test_more_epochs_extend_a_finished_run_on_a_schedule_over_all_of_them(
+    tiny_recipe, registry, tmp_path
 ) -> None:
-    run = finished[0].run_dir
-    with pytest.raises(CvkitError) as refused:
-        resume(run, overrides=["experiment.epochs=6"], force=True, registry=registry)
-    command = f"cvkit run {run / 'recipe.toml'} --init {run} --set experiment.epochs=6"
-    assert str(refused.value).endswith(command)
+    """--resume RUN --set experiment.epochs=5 of a finished 3-epoch run trains epochs 4-5
+    from its last.pt on the 5-epoch schedule (at its learning rates of epochs 4-5), keeps
+    the 3-epoch eval.json beside the new one and says so in the log."""
+    callbacks = 'callbacks=[{ name = "metrics_jsonl" }, { name = "checkpoint" }]'
+    run = train(tiny_recipe, overrides=[callbacks], output=tmp_path / "run", registry=registry)
+    five = train(
+        tiny_recipe,
+        overrides=[callbacks, "experiment.epochs=5"],
+        output=tmp_path / "five",
+        registry=registry,
+    )
+    extended = resume(run.run_dir, overrides=["experiment.epochs=5"], registry=registry)
+    assert extended.evaluation["epochs"] == 5
+    lines = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").open()]
+    fresh = [json.loads(line) for line in (five.run_dir / "metrics.jsonl").open()]
+    assert [line["epoch"] for line in lines] == [1, 2, 3, 4, 5]
+    assert [line["lr"] for line in lines[3:]] == pytest.approx([line["lr"] for line in fresh[3:]])
+    assert lines[3]["lr"] > lines[2]["lr"]  # the 3-epoch schedule had ended lower
+    kept = list(run.run_dir.glob("eval.before-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["epochs"] == 3
+    assert "extending" in (run.run_dir / "run.log").read_text()
+    with pytest.raises(CvkitError, match=r"give it more epochs .* --init"):
+        resume(run.run_dir, overrides=["experiment.epochs=4"], registry=registry)
 
 
 def test_run_usage_errors(run_cli, tiny_recipe, tmp_path) -> None:

@@ -555,7 +555,8 @@ def _echo_metrics(evaluation: dict[str, Any]) -> None:
     "resume_dir",
     type=click.Path(path_type=Path, file_okay=False),
     metavar="RUN_DIR",
-    help="Continue an interrupted run from its checkpoints/last.pt.",
+    help="Continue an interrupted run from its checkpoints/last.pt (a finished one with "
+    "--set experiment.epochs=N: train it further, its schedule over the N epochs).",
 )
 @click.option(
     "--force", is_flag=True, help="With --resume: accept --set values that change the run's recipe."

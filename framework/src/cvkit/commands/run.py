@@ -131,24 +131,29 @@ def resume(
     registry = registry or default_registry()
     run_directory(run_dir)
     recipe_file = run_dir / "recipe.toml"
-    if (run_dir / "eval.json").is_file():
-        sets = "".join(f" --set {assignment}" for assignment in overrides)
-        raise CvkitError(
-            f"--resume {run_dir}: the run is finished (it has its eval.json), and its "
-            "checkpoint's schedule ended with it; to train it further, start a new run from "
-            f"its weights with a schedule of its own: cvkit run {recipe_file} --init "
-            f"{run_dir}{sets or ' --set experiment.epochs=N'}"
-        )
     original = load_recipe(recipe_file, (), registry=registry)
     changes = bool(overrides or unset)
     recipe = (
         load_recipe(recipe_file, overrides, registry=registry, unset=unset) if changes else original
     )
     changed = recipe_differences(original, recipe)
-    _check_changes(run_dir, changed, force)
+    finished = run_dir / "eval.json"
+    extending = finished.is_file() and _extends(run_dir, original, recipe, changed)
+    if finished.is_file() and not extending:
+        raise CvkitError(
+            f"--resume {run_dir}: the run is finished (it has its eval.json); to train it "
+            f"further, give it more epochs (--set experiment.epochs=N, more than "
+            f"{original.experiment.epochs}), or start a new run from its weights with a "
+            f"schedule of its own: cvkit run {recipe_file} --init {run_dir} "
+            "--set experiment.epochs=N"
+        )
+    if not extending:
+        _check_changes(run_dir, changed, force)
     device = _device(recipe, timeout_seconds)
     with run_lock(run_dir):
         if distributed.is_main():
+            if extending:  # the shorter run's evaluation is kept beside the new one
+                finished.rename(run_dir / f"eval.before-{time.strftime('%Y%m%d-%H%M%S')}.json")
             if changed:
                 recipe_file.rename(run_dir / f"recipe.before-{time.strftime('%Y%m%d-%H%M%S')}.toml")
                 write_text_atomic(recipe_file, dump_recipe(recipe, "resolved, changed on resume"))
@@ -158,6 +163,21 @@ def resume(
             )
             write_json(run_dir / "env.json", env)
         return _execute(recipe, run_dir, registry, device, resuming=True)
+
+
+def _extends(run_dir: Path, original: Recipe, recipe: Recipe, changed: list[str]) -> bool:
+    """Whether resuming the finished run ``run_dir`` with ``recipe`` trains it further: only
+    ``experiment.epochs`` changed, to more, in a recipe without stages, from its last.pt."""
+    if changed != ["experiment.epochs"] or recipe.experiment.epochs <= original.experiment.epochs:
+        return False
+    if original.stages:
+        raise CvkitError(
+            f"--resume {run_dir}: experiment.epochs of a recipe with stages cannot be extended; "
+            "start a new run from its weights (a stage's init)"
+        )
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise CvkitError(f"--resume {run_dir}: no checkpoints/last.pt to train further from")
+    return True
 
 
 def _check_changes(run_dir: Path, changed: list[str], force: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,30 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     if not stage.evaluate_test:
         test_loader = None
     if stage.checkpoint is not None:
-        loop.load_state_dict(stage.checkpoint[1], stage.checkpoint[0])
+        path, state = stage.checkpoint
+        scheduled = scheduled_epochs(state)
+        extend = state["epoch"] >= scheduled and recipe.experiment.epochs > scheduled
+        reached = float(state.get("epoch_lr") or float("nan"))  # absent from older checkpoints
+        loop.load_state_dict(state, path, extend=extend)
+        if extend:
+            log.warning(
+                "extending %s from %d to %d epochs: its schedule now runs over %d epochs, so "
+                "epoch %d starts at learning rate %.4g where the %d-epoch schedule had reached "
+                "%.4g; epochs 1-%d keep their %d-epoch schedule (this is not a %d-epoch run "
+                "from the start)",
+                stage.run_dir, scheduled, recipe.experiment.epochs, recipe.experiment.epochs,
+                scheduled + 1, loop.lr, scheduled, reached,
+                scheduled, scheduled, recipe.experiment.epochs,
+            )  # fmt: skip
         log.info("resuming %s at epoch %d, batch %d", stage.run_dir, loop.epoch + 1, loop.batch)
     _log_start(stage, splits, components, steps)
     loop.fit()
     return final_evaluation(loop, recipe, stage.run_dir, loop.val_loader, test_loader)
+
+
+def scheduled_epochs(state: Mapping[str, Any]) -> int:
+    """The epochs the recipe stored in checkpoint ``state`` was scheduled for."""
+    return int(tomllib.loads(state["recipe"])["experiment"]["epochs"])
 
 
 def _seed_and_configure(recipe: Recipe, device: torch.device) -> None:

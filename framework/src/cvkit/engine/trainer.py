@@ -30,6 +30,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -772,15 +773,27 @@ class TrainingLoop:
             "stopped": self.should_stop,
         }
 
-    def load_state_dict(self, state: dict[str, Any], source: Path | str = "checkpoint") -> None:
-        """Restore a :meth:`state_dict`, so that :meth:`fit` continues where it stopped."""
+    def load_state_dict(
+        self, state: dict[str, Any], source: Path | str = "checkpoint", *, extend: bool = False
+    ) -> None:
+        """Restore a :meth:`state_dict`, so that :meth:`fit` continues where it stopped.
+
+        ``extend``: the run goes on past the epochs it was scheduled for (``epochs`` is
+        larger than the checkpoint's recipe said): everything is restored but the schedule,
+        which is this loop's own (over ``epochs``) advanced to the checkpoint's step."""
         load_model_weights(self.model, state["model"], source)
+        fresh = [group["lr"] for group in self.optimizer.param_groups]  # the schedule's first
         self.optimizer.load_state_dict(state["optimizer"])
+        if extend:  # the schedule replays from its first step (recursive ones read group lr)
+            for group, lr in zip(self.optimizer.param_groups, fresh, strict=True):
+                group["lr"] = lr
         for name, part in (
             ("scheduler", self.scheduler),
             ("scaler", self.scaler),
             ("ema", self.ema),
         ):
+            if name == "scheduler" and extend:
+                continue  # advanced below instead
             if (part is None) != (state[name] is None):
                 raise CvkitError(
                     f"{source}: the checkpoint {'has' if state[name] is not None else 'lacks'} "
@@ -809,9 +822,19 @@ class TrainingLoop:
             running["seen"],
         )
         self.metrics, self.history = dict(state["metrics"]), [dict(h) for h in state["history"]]
-        self.should_stop = bool(state.get("stopped", False))
+        self.should_stop = bool(state.get("stopped", False)) and not extend
         self._restore_rng(state, source)
         self.resumed = True
+        if extend and self.scheduler is not None:
+            self._advance_schedule()
+
+    def _advance_schedule(self) -> None:
+        """Step the (fresh) scheduler as often as the restored run stepped it, without
+        training: the learning rate becomes its schedule's at this step."""
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()"
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(self.step if self.interval == "step" else self.epoch):
+                self.scheduler.step()
 
     def _restore_rng(self, state: dict[str, Any], source: Path | str) -> None:
         """Each process's random generators as the checkpoint saved them; in a run of
