@@ -11,6 +11,7 @@ from torch import nn
 from cvkit.engine.build import build_dataset, build_model
 from cvkit.hookspecs import capability
 from cvkit.recipe.loading import load_recipe
+from cvkit.testing import contract_cases
 from cvkit_report.model_panels import gradcam_layer
 
 from helpers import RECIPES
@@ -66,3 +67,17 @@ def test_a_model_may_name_its_gradcam_layer_and_others_get_the_last_spatial_map(
         assert gradcam_layer(model, torch.rand(1, 3, 8, 8)) == ("late", model.late)
     finally:
         Named.gradcam_layer = "early"
+
+
+@pytest.mark.parametrize("case", contract_cases(kinds=("model",)), ids=lambda case: str(case))
+def test_every_registered_model_s_gradcam_layer_is_a_spatial_map(case, registry) -> None:
+    """Each installed model with each of its examples, at 32 x 32 RGB (the bundled models'
+    smallest usual input; a model of a fixed other size declares it in its examples)."""
+    spec = registry.spec("model", {"name": case.component.name, **case.example})
+    model = registry.build(spec, num_classes=10, in_channels=3, load_weights=False)
+    image = torch.rand(1, 3, 32, 32)
+    found = gradcam_layer(model, image)
+    assert found is not None  # every bundled model has spatial feature maps
+    name, layer = found
+    height, width = spatial_size(model, layer, image)
+    assert height * width > 1, (name, height, width)
