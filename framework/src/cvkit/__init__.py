@@ -59,6 +59,7 @@ if TYPE_CHECKING:
         DatasetError as DatasetError,
         NonFiniteLossError as NonFiniteLossError,
         RecipeError as RecipeError,
+        RunInterrupted as RunInterrupted,
         StorageError as StorageError,
         UnknownComponentError as UnknownComponentError,
     )
@@ -119,6 +120,7 @@ _EXPORTS: dict[str, str] = {
     "DatasetError": "cvkit.errors",
     "NonFiniteLossError": "cvkit.errors",
     "RecipeError": "cvkit.errors",
+    "RunInterrupted": "cvkit.errors",
     "StorageError": "cvkit.errors",
     "UnknownComponentError": "cvkit.errors",
     # files written so that a crash never leaves half a file

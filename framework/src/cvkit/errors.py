@@ -77,6 +77,9 @@ class RunInterrupted(CvkitError):
         super().__init__(message)
         self.exit_code = exit_code
 
+    def __reduce__(self) -> tuple[type, tuple[str, int]]:  # from a worker process, intact
+        return type(self), (str(self), self.exit_code)
+
 
 class StorageError(CvkitError):
     """A file cvkit writes could not be written (full disk, permissions); the previous

@@ -280,3 +280,50 @@ def test_a_folder_holds_one_study_with_any_seeds(tmp_path, tiny) -> None:
     assert "[1/2] recipe seed 0 skipped" in more.stdout
     other = study("0", 2)
     assert other.returncode == 2 and "holds a different study" in other.stderr
+
+
+def test_ctrl_c_stops_a_study_at_once_and_the_same_command_continues_it(tmp_path, tiny) -> None:
+    """SIGINT in the first run (seed 0 of 0.05, epoch 1, batch 2): exit 130 with one line,
+    no run marked failed and no further run started; the same command then resumes that run
+    from its last.pt, runs the others and ends with the numbers of an uninterrupted study."""
+    tests = Path(__file__).resolve().parents[3] / "tests"
+    marker = tmp_path / "fired"
+    interrupt = (
+        f'callbacks=[{{ name = "interrupt", epoch = 1, batch = 2, marker = "{marker.as_posix()}" }}, '
+        '{ name = "metrics_jsonl" }, { name = "checkpoint" }]'
+    )
+    env = {**os.environ, "CVKIT_PLUGINS": "engine_plugin", "PYTHONPATH": str(tests)}
+
+    def study(out: Path) -> subprocess.CompletedProcess:
+        args = ["study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-1",
+                "--set", "experiment.epochs=2", "--set", interrupt, "--output", str(out)]  # fmt: skip
+        return subprocess.run(
+            [sys.executable, "-m", "cvkit", *args],
+            capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
+        )  # fmt: skip
+
+    marker.write_text("")  # the uninterrupted study: the marker exists, nothing fires
+    whole = study(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    marker.unlink()
+    cut = study(tmp_path / "cut")
+    assert cut.returncode == 130, cut.stderr
+    errors = [line for line in cut.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the same command continues it" in errors[0], cut.stderr
+    assert "failed" not in cut.stdout + cut.stderr and "[1/4]" not in cut.stdout
+    again = study(tmp_path / "cut")
+    assert again.returncode == 0, again.stderr
+    assert "[1/4] 0.05 seed 0 resumed" in again.stdout and "failed" not in again.stdout
+
+    def numbers(folder: str) -> dict:  # every statistic but the wall times
+        statistics = json.loads((tmp_path / folder / "study.json").read_text())["statistics"]
+        return {
+            (variant, part, metric): value
+            for variant, entry in statistics.items()
+            for part in ("metrics", "vs_baseline")
+            for metric, value in (entry.get(part) or {}).items()
+            if not metric.endswith("_seconds")
+        }
+
+    cut_numbers = numbers("cut")
+    assert ("0.2", "vs_baseline", "val_acc") in cut_numbers and cut_numbers == numbers("whole")

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from cvkit import CvkitError
+from cvkit import CvkitError, RunInterrupted
 from cvkit_study.spec import StudySpec
 
 Executor = Literal["pool", "local", "slurm"]
@@ -115,9 +115,9 @@ def run_job(
                 device_set = [f"experiment.device={device}"] if device else []
                 train(job.recipe, overrides=[*job.overrides, *device_set], output=job.run_dir)
                 action = "started"
-    except (Exception, KeyboardInterrupt) as error:  # one failed run must not end the study
-        if isinstance(error, KeyboardInterrupt):
-            raise
+    except RunInterrupted:  # Ctrl-C or SIGTERM: the run saved last.pt; the study stops
+        raise
+    except Exception as error:  # one failed run must not end the study
         return outcome | {
             "status": "failed",
             "action": "failed",
@@ -216,6 +216,8 @@ class Execution:
                     job = futures[future]
                     try:
                         outcome = future.result()
+                    except RunInterrupted:  # a worker's run was stopped by the signal
+                        raise
                     except Exception as error:  # the worker process died (killed, out of memory)
                         outcome = _lost(job, error)
                     outcomes.append(outcome)

@@ -10,7 +10,14 @@ from typing import Any
 import attrs
 import tomli_w
 
-from cvkit import CvkitError, Registry, load_recipe, write_json, write_text_atomic
+from cvkit import (
+    CvkitError,
+    Registry,
+    RunInterrupted,
+    load_recipe,
+    write_json,
+    write_text_atomic,
+)
 from cvkit_study.execution import Execution, study_jobs
 from cvkit_study.spec import StudySpec
 from cvkit_study.statistics import read_run_metrics, summarise
@@ -86,7 +93,16 @@ def run_study(
 
     if execution.folder is None:
         execution = attrs.evolve(execution, folder=folder / ".submitit")
-    outcomes = execution.run(jobs, done)
+    try:
+        outcomes = execution.run(jobs, done)
+    except (RunInterrupted, KeyboardInterrupt) as stop:  # Ctrl-C or SIGTERM: stop at once
+        code = getattr(stop, "exit_code", 130)
+        raise RunInterrupted(
+            f"study {spec.name} {'terminated (SIGTERM)' if code == 143 else 'interrupted'} "
+            f"after {finished} of {count} runs; the same command continues it (finished runs "
+            "are kept, the interrupted ones resume from their last.pt)",
+            exit_code=code,
+        ) from None
     by_job = {(o["variant"], o["seed"]): o for o in outcomes}
     runs: list[dict[str, Any]] = []
     results: dict[str, dict[int, dict[str, float]]] = {}
