@@ -21,7 +21,11 @@ if TYPE_CHECKING:
     from cvkit.cli import cli_registry as cli_registry
     from cvkit.commands.profile import profile_model as profile_model
     from cvkit.commands.run import RunResult as RunResult, train as train
-    from cvkit.commands.rundir import new_run_dir as new_run_dir, run_status as run_status
+    from cvkit.commands.rundir import (
+        new_run_dir as new_run_dir,
+        run_status as run_status,
+        write_status as write_status,
+    )
     from cvkit.data.augmentation import (
         BatchAugmentation as BatchAugmentation,
         PerSampleAugmentation as PerSampleAugmentation,
@@ -152,6 +156,7 @@ _EXPORTS: dict[str, str] = {
     "RunResult": "cvkit.commands.run",
     "new_run_dir": "cvkit.commands.rundir",
     "run_status": "cvkit.commands.rundir",
+    "write_status": "cvkit.commands.rundir",
     "write_json": "cvkit.files",
 }
 """Each public name and the module it lives in (imported on first use)."""

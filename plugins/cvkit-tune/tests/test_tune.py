@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import optuna
 import pytest
 
 from cvkit import CvkitError, load_recipe
@@ -174,3 +175,31 @@ def test_grid_sampling_needs_a_categorical_space(tmp_path, run_cli) -> None:
         and "--sampler grid needs categorical parameters only" in result.output
     )
     assert not out.exists()
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    """Prunes every trial at its first report."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def test_a_pruned_trial_is_pruned_in_its_status_compare_and_report(tmp_path, registry) -> None:
+    """It trained one epoch and has an eval.json, but its status.json said finished."""
+    from cvkit import run_status
+    from cvkit_tune.tune import Objective, read_space
+
+    runs = pytest.importorskip("cvkit_report.runs")  # cvkit compare and report's reading
+    table = pytest.importorskip("cvkit_report.table")
+
+    recipe, space = tmp_path / "tiny.toml", tmp_path / "space.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space.write_text(SPACE)
+    study = optuna.create_study(direction="maximize", pruner=AlwaysPrune())
+    objective = Objective(recipe, read_space(space), ["experiment.epochs=3"], tmp_path, registry)
+    study.optimize(objective, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.PRUNED
+    run = tmp_path / "trial-0"
+    status = run_status(run)
+    assert status["status"] == "pruned" and "after epoch 1" in status["reason"]
+    assert table.run_row(runs.read_run(run))["status"] == "pruned (1 epochs)"

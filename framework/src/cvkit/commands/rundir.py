@@ -95,13 +95,14 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
 
 
-STATUSES = ("running", "finished", "failed", "interrupted", "stopped", "unknown")
-"""What :func:`run_status` may say: ``status.json``'s word, ``stopped`` for a run that says
-running but whose process is gone (killed), ``unknown`` for a directory without one."""
+STATUSES = ("running", "finished", "pruned", "failed", "interrupted", "stopped", "unknown")
+"""What :func:`run_status` may say: ``status.json``'s word (``pruned``: a tuner stopped it
+early on purpose, see cvkit-tune), ``stopped`` for a run that says running but whose process
+is gone (killed), ``unknown`` for a directory without one."""
 
 
 def write_status(run_dir: Path, status: str, reason: str | None = None) -> None:
-    """Record ``status`` (running, finished, failed or interrupted) and why, with the time,
+    """Record ``status`` (running, finished, pruned, failed or interrupted) and why, with the time,
     in ``run_dir/status.json``; in a run of several processes, rank 0 alone writes it."""
     if not distributed.is_main():
         return

@@ -52,6 +52,7 @@ from cvkit import (
     new_run_dir,
     train,
     write_json,
+    write_status,
     write_text_atomic,
 )
 
@@ -322,7 +323,10 @@ class Objective:
             trial.set_user_attr("failure", str(error))
             log.warning("trial %d failed: %s", trial.number, error)
             return math.nan
-        if report.pruned:
+        if report.pruned:  # its run ended early on purpose: not a finished run
+            write_status(
+                run_dir, "pruned", f"pruned by the tune's pruner after epoch {report.step}"
+            )
             raise optuna.TrialPruned()
         val = result.evaluation.get("val")
         if val is None:
