@@ -327,3 +327,41 @@ def test_ctrl_c_stops_a_study_at_once_and_the_same_command_continues_it(tmp_path
 
     cut_numbers = numbers("cut")
     assert ("0.2", "vs_baseline", "val_acc") in cut_numbers and cut_numbers == numbers("whole")
+
+
+def test_zero_spread_is_undetermined_and_thin_studies_are_flagged() -> None:
+    """Accuracies move in steps of 1/N, so every seed may differ by the same amount: no
+    interval, no p and never a star (it was a zero-width interval starred significant).
+    Fewer than 3 seeds, a missing seed and a variant with no common seeds get warnings."""
+    from cvkit_study.statistics import paired, summarise
+    from cvkit_study.summary import markdown, warnings
+
+    same = paired({0: 0.52, 1: 0.62, 2: 0.42}, {0: 0.50, 1: 0.60, 2: 0.40})
+    assert same is not None and same["mean_difference"] == pytest.approx(0.02)
+    assert same["ci95"] is None and same["p_value"] is None and same["significant"] is None
+    results = {
+        "base": {0: {"val_acc": 0.50}, 1: {"val_acc": 0.60}, 2: {"val_acc": 0.40}},
+        "shift": {0: {"val_acc": 0.52}, 1: {"val_acc": 0.62}, 2: {"val_acc": 0.42}},
+        "thin": {0: {"val_acc": 0.55}, 1: {"val_acc": 0.58}},
+        "alone": {2: {"val_acc": 0.45}},
+    }
+    study = {
+        "name": "s", "seeds": [0, 1, 2], "baseline": "base", "variants": [], "runs": [],
+        "statistics": summarise(results, "base"),
+    }  # fmt: skip
+    assert warnings(study) == [
+        "thin has 2 seeds: with fewer than 3 its interval is very wide and its test has little power",
+        "thin lacks seed 2 (no result)",
+        "alone has 1 seed: with fewer than 3 its interval is very wide and its test has little power",
+        "alone lacks seed 0, 1 (no result)",
+        "alone is not compared with base: fewer than 2 seeds in common",
+    ]
+    table = markdown(study)
+    assert (
+        "| shift | val_acc | 3 | +2.00 (undetermined: the differences have no spread) | - |"
+        in table
+    )
+    assert (
+        "| alone | val_acc |" not in table
+        and "*" not in table.split("Paired by seed")[1].split("\n", 1)[1]
+    )

@@ -71,8 +71,10 @@ def describe(values: Sequence[float]) -> dict[str, Any]:
 def paired(variant: Mapping[int, float], baseline: Mapping[int, float]) -> dict[str, Any] | None:
     """variant - baseline over the seeds both have: the mean difference, its 95%
     confidence interval and the two-sided p-value of the paired t-test
-    (scipy.stats.ttest_rel); ``significant`` when the interval excludes 0. None for fewer
-    than two common seeds."""
+    (scipy.stats.ttest_rel); ``significant`` when the interval excludes 0. When every seed
+    differs by the same amount (accuracies move in steps of 1/N) the test is undefined:
+    ``ci95``, ``p_value`` and ``significant`` are None (undetermined). None for fewer than
+    two common seeds."""
     seeds = sorted(set(variant) & set(baseline))
     if len(seeds) < 2:
         return None
@@ -80,13 +82,12 @@ def paired(variant: Mapping[int, float], baseline: Mapping[int, float]) -> dict[
     b = np.array([baseline[s] for s in seeds])
     difference = a - b
     if np.allclose(difference, difference[0]):  # no spread: the t-test is undefined
-        value = float(difference[0])
         return {
             "seeds": seeds,
-            "mean_difference": value,
-            "ci95": [value, value],
+            "mean_difference": float(difference[0]),
+            "ci95": None,  # no interval can be estimated from differences without spread
             "p_value": None,
-            "significant": value != 0.0,
+            "significant": None,  # undetermined, never starred
         }
     test = stats.ttest_rel(a, b)
     interval = test.confidence_interval(CONFIDENCE)

@@ -54,10 +54,9 @@ def markdown(study: Mapping[str, Any]) -> str:
     for variant, entry in statistics.items():
         cells = [_cell(name, entry["metrics"].get(name)) for name in present]
         lines.append(f"| {variant} | {len(entry['seeds'])} | " + " | ".join(cells) + " |")
+    lines += [f"\nwarning: {line}" for line in warnings(study)]
     compared = [
-        (variant, entry["vs_baseline"])
-        for variant, entry in statistics.items()
-        if entry.get("vs_baseline")
+        (variant, entry["vs_baseline"]) for variant, entry in statistics.items() if _compared(entry)
     ]
     if compared:
         lines += [
@@ -73,13 +72,16 @@ def markdown(study: Mapping[str, Any]) -> str:
                 result = differences.get(name)
                 if result is None:
                     continue
-                low, high = result["ci95"]
-                flag = " *" if result["significant"] else ""
+                difference = _signed(name, result["mean_difference"])
+                if result["ci95"] is None:  # every seed differs by the same amount
+                    interval = " (undetermined: the differences have no spread)"
+                else:
+                    low, high = result["ci95"]
+                    flag = " *" if result["significant"] else ""
+                    interval = f" [{_signed(name, low)}, {_signed(name, high)}]{flag}"
                 p = "-" if result["p_value"] is None else f"{result['p_value']:.3f}"
                 lines.append(
-                    f"| {variant} | {name} | {len(result['seeds'])} | "
-                    f"{_signed(name, result['mean_difference'])} [{_signed(name, low)}, "
-                    f"{_signed(name, high)}]{flag} | {p} |"
+                    f"| {variant} | {name} | {len(result['seeds'])} | {difference}{interval} | {p} |"
                 )
     failed = [run for run in study["runs"] if run["status"] != "finished"]
     if failed:
@@ -88,6 +90,33 @@ def markdown(study: Mapping[str, Any]) -> str:
             f"- {r['variant']} seed {r['seed']}: {r.get('error', r['status'])}" for r in failed
         ]
     return "\n".join(lines) + "\n"
+
+
+def _compared(entry: Mapping[str, Any]) -> bool:
+    """Whether a variant has a paired comparison with the baseline for some metric."""
+    return any(result is not None for result in (entry.get("vs_baseline") or {}).values())
+
+
+def warnings(study: Mapping[str, Any]) -> list[str]:
+    """What makes the tables less than they seem: variants with fewer than 3 seeds (their
+    t intervals are very wide), seeds a variant lacks, variants with no paired comparison."""
+    seeds = list(study["seeds"])
+    found = []
+    for variant, entry in study["statistics"].items():
+        have = list(entry["seeds"])
+        if len(have) < 3:
+            found.append(
+                f"{variant} has {len(have)} seed{'s' if len(have) != 1 else ''}: with fewer "
+                "than 3 its interval is very wide and its test has little power"
+            )
+        missing = [s for s in seeds if s not in have]
+        if missing:
+            found.append(f"{variant} lacks seed {', '.join(map(str, missing))} (no result)")
+        if variant != study["baseline"] and not _compared(entry):
+            found.append(
+                f"{variant} is not compared with {study['baseline']}: fewer than 2 seeds in common"
+            )
+    return found
 
 
 def _signed(name: str, value: float) -> str:
