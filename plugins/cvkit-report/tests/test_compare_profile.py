@@ -36,6 +36,26 @@ def test_compare_shows_the_differing_recipe_keys(tiny_runs, run_cli) -> None:
     assert "optimizer.momentum" not in base and "model.widths" not in base
 
 
+def test_a_changed_augmentation_parameter_is_one_leaf_key_not_the_whole_list() -> None:
+    """Two recipes whose augment.train differ in one crop's padding: the change is
+    augment.train[0].padding (it was the whole augment.train list)."""
+    from cvkit_report.runs import differing_settings, leaf_settings
+
+    def recipe(padding: int) -> dict:
+        return {
+            "model": {"name": "simple_cnn", "widths": [8, 16]},
+            "augment": {"train": [{"name": "random_crop", "padding": padding}, {"name": "hflip"}]},
+            "callbacks": [{"name": "checkpoint", "monitor": "val/acc"}],
+        }
+
+    flat = leaf_settings(recipe(1))
+    assert flat["augment.train[1].name"] == "hflip" and flat["model.widths"] == [8, 16]
+    assert flat["callbacks[0].monitor"] == "val/acc"
+    assert differing_settings([leaf_settings(recipe(1)), leaf_settings(recipe(4))]) == [
+        "augment.train[0].padding"
+    ]
+
+
 def test_compare_sorts_and_prints_each_format(tiny_runs, run_cli) -> None:
     args = ["compare", str(tiny_runs["base"]), str(tiny_runs["fast"]), "--sort", "optimizer.lr"]
     table = run_cli(*args, "--descending")

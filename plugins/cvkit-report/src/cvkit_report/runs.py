@@ -54,8 +54,8 @@ class RunRecord:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The resolved recipe as dotted keys (``optimizer.lr``)."""
-        return flat_settings(self.recipe)
+        """The resolved recipe as leaf keys (see :func:`leaf_settings`)."""
+        return leaf_settings(self.recipe)
 
     def best_val(self) -> tuple[float, int] | None:
         """The best validation accuracy of any epoch and its global epoch."""
@@ -180,6 +180,21 @@ def tensorboard_scalars(folder: Path, tags: Iterable[str]) -> dict[str, list[tup
             by_step = {event.step: event.value for event in accumulator.Scalars(tag)}
             result[tag] = sorted(by_step.items())
     return result
+
+
+def leaf_settings(recipe: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` as dotted keys down to its leaves (``optimizer.lr``), lists of tables
+    included (``augment.train[1].padding``, ``callbacks[0].name``), so that two runs
+    differing in one augmentation's parameter differ in that key, not in the whole list;
+    other lists (``model.widths``) are leaves."""
+    leaves: dict[str, Any] = {}
+    for key, value in flat_settings(recipe).items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, table in enumerate(value):
+                leaves |= {f"{key}[{i}].{k}": v for k, v in leaf_settings(table).items()}
+        else:
+            leaves[key] = value
+    return leaves
 
 
 def differing_settings(settings: Sequence[dict[str, Any]]) -> list[str]:
