@@ -165,7 +165,8 @@ def test_cvkit_compare_reads_a_study_directory(tmp_path, tiny) -> None:
     compared = cvkit("compare", str(out), "--markdown", cwd=tmp_path)
     assert compared.returncode == 0, compared.stderr
     rows = [line.split("|")[1].strip() for line in compared.stdout.splitlines()[2:6]]
-    assert rows == [f"{lr}/seed-{s}" for lr in ("0.05", "0.2") for s in (0, 1)]
+    name = json.loads((out / "study.json").read_text())["name"]  # rows keep their study's name
+    assert rows == [f"{name}/{lr}/seed-{s}" for lr in ("0.05", "0.2") for s in (0, 1)]
     assert (out / "study.md").read_text() in compared.stdout
 
 

@@ -46,9 +46,11 @@ class RunRecord:
     @property
     def name(self) -> str:
         """``experiment.name/<run folder>``: short and unique among a project's runs; in a
-        ``cvkit study`` directory, ``<variant>/seed-<k>``."""
-        if (self.path.parent.parent / "study.toml").is_file():
-            return f"{self.path.parent.name}/{self.path.name}"
+        ``cvkit study`` directory, ``<study name>/<variant>/seed-<k>`` (runs of two studies
+        compared side by side keep apart)."""
+        study = self.path.parent.parent / "study.toml"
+        if study.is_file():
+            return f"{_study_name(study)}/{self.path.parent.name}/{self.path.name}"
         experiment = self.recipe.get("experiment", {}).get("name", "?")
         return f"{experiment}/{self.path.name}"
 
@@ -68,6 +70,15 @@ class RunRecord:
         """The last epoch's validation accuracy."""
         values = [e["val/acc"] for e in self.epochs if _finite(e.get("val/acc"))]
         return values[-1] if values else None
+
+
+def _study_name(path: Path) -> str:
+    """The name in a study directory's study.toml, else the directory's name."""
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8"))["study"]["name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return path.parent.name
+    return name if isinstance(name, str) else path.parent.name
 
 
 def _finite(value: Any) -> bool:
