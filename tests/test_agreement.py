@@ -145,3 +145,19 @@ def test_the_same_recipes_agree_when_the_parameters_fit(dataset, recipe, tmp_pat
     result = run_cli("check", str(recipe), "--json", *args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["input_shape"] == [2, channels, size, size]
+
+
+def test_per_sample_images_of_different_sizes_are_one_line_naming_the_batching(
+    recipe, tmp_path, run_cli
+) -> None:
+    """A per-sample transform returning images of different sizes, and no batch augmentation
+    after it: the batching fails, named as such (it was an IndexError past augment.train)."""
+    varying = (
+        'augment.train=[{ name = "torchvision", transform = "RandomResize", '
+        "kwargs = { min_size = 4, max_size = 16 } }]"
+    )
+    changes = [*fitting("synthetic-rgb", tmp_path), varying]
+    result = run_cli("check", str(recipe), *[x for o in changes for x in ("--set", o)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "augment.train (batching the images its per-sample" in lines[0]

@@ -97,26 +97,25 @@ def _augmented(
     per_sample = [a for a in chain if capability(a, "per_sample")]
     items = list(images)
     made_targets = f"class indices ({labels.shape[0]},) from {recipe.data.dataset.key}"
-    position = 0  # the augmentation running, for the message
+    culprit = ""  # what is running, for the message
+
+    def component(position: int) -> str:
+        return f"{key}[{position}] ({specs[position].key})"
+
     try:
-        for augmentation in per_sample:
+        for position, augmentation in enumerate(per_sample):
+            culprit = component(position)
             items = [augmentation(item) for item in items]
-            position += 1
+        culprit = f"{key} (batching the images its per-sample augmentations make, data.image_size)"
         batch = resize(torch.stack(items).float().div_(255), recipe.data.input_size)
         targets, keys = labels, torch.arange(batch.shape[0])
-        for augmentation in chain[len(per_sample) :]:
+        for position, augmentation in enumerate(chain[len(per_sample) :], len(per_sample)):
+            culprit = component(position)
             batch, targets = augment(augmentation, batch, targets, keys, 0)
             if targets.ndim == 2 and not made_targets.startswith("soft"):
-                made_targets = (
-                    f"soft targets {tuple(targets.shape)} from {key}[{position}] "
-                    f"({specs[position].key})"
-                )
-            position += 1
+                made_targets = f"soft targets {tuple(targets.shape)} from {culprit}"
     except Exception as error:
-        raise CvkitError(
-            f"{key}[{position}] ({specs[position].key}) does not agree with {data}: "
-            f"{short_reason(error)}"
-        ) from None
+        raise CvkitError(f"{culprit} does not agree with {data}: {short_reason(error)}") from None
     return batch, targets, made_targets
 
 
