@@ -137,14 +137,6 @@ def all_sum(values: Sequence[float]) -> list[float]:
     return total.tolist()
 
 
-def all_reduce_sum_(tensors: Sequence[Tensor]) -> None:
-    """Sum each tensor over the processes, in place (on the tensors' device)."""
-    if world_size() == 1:
-        return
-    for tensor in tensors:
-        dist.all_reduce(tensor)
-
-
 def gather_objects(value: Any) -> list[Any]:
     """Every process's ``value`` (picklable), in rank order, on every process."""
     if world_size() == 1:

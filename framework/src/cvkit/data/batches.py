@@ -14,7 +14,7 @@ In a run of several processes (see :mod:`cvkit.distributed`), a training loader
 makes every global batch of ``batch_size`` images, augmented as one process would augment
 it, and yields this process's contiguous part of it: the processes together see what one
 process would. Evaluation loaders with ``shard=True`` hold this process's contiguous part
-of the split; :func:`cvkit.engine.metrics.evaluate_model` combines the parts.
+of the split; :func:`cvkit.engine.metrics.collect_logits` gathers the parts.
 """
 
 from __future__ import annotations

@@ -88,37 +88,6 @@ def classification_metrics(
 
 
 @torch.no_grad()
-def evaluate_model(
-    model: nn.Module,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    classes: Sequence[str],
-    device: torch.device,
-    autocast_dtype: torch.dtype | None = None,
-    *,
-    combine_processes: bool = False,
-    progress: str | None = None,
-) -> dict[str, Any]:
-    """Metrics of ``model`` (in eval mode) over ``batches`` of (images, int64 labels).
-    ``combine_processes``: each process of a multi-process run evaluated its part of the
-    split; the metrics are the whole split's, on every process. ``progress``: show the
-    progress under this description (:class:`cvkit.progress.Meter`)."""
-    was_training = model.training
-    model.eval()
-    accumulator = Accumulator(len(classes), device)
-    with Meter(progress, _count(batches)) if progress else contextlib.nullcontext() as meter:
-        for images, labels in batches:
-            with autocast(device, autocast_dtype):
-                logits = model(images)
-            accumulator.update(logits, labels)
-            if meter is not None:
-                meter.update(labels.shape[0])
-    model.train(was_training)
-    if combine_processes:
-        distributed.all_reduce_sum_([accumulator.confusion, accumulator.top5, accumulator.loss])
-    return accumulator.result(classes)
-
-
-@torch.no_grad()
 def collect_logits(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -131,7 +100,8 @@ def collect_logits(
     """Logits (N, K) float32 and labels (N,) int64 of ``model`` (in eval mode) over
     ``batches``, on the CPU, in the batches' order. ``combine_processes``: each process of
     a multi-process run went through its contiguous part of the split; every process gets
-    the whole split's, in order. ``progress``: as :func:`evaluate_model`."""
+    the whole split's, in order. ``progress``: show the progress under this description
+    (:class:`cvkit.progress.Meter`)."""
     was_training = model.training
     model.eval()
     logits, labels = [], []
@@ -161,7 +131,7 @@ def metrics_from_logits(
     classes: Sequence[str],
     seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The metrics of :func:`evaluate_model` from logits (N, K) and labels (N,); with
+    """The metrics (see :meth:`Accumulator.result`) of logits (N, K) and labels (N,); with
     ``seconds``, the wall time that produced the logits, also ``seconds`` and
     ``images_per_second`` (the evaluation time a study reports as its test time)."""
     accumulator = Accumulator(len(classes), logits.device)

@@ -46,7 +46,7 @@ from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import FORMAT, load_model_weights
 from cvkit.engine.device import AUTOCAST_DTYPES, autocast
 from cvkit.engine.ema import ExponentialMovingAverage
-from cvkit.engine.metrics import collect_logits, evaluate_model, metrics_from_logits
+from cvkit.engine.metrics import collect_logits, metrics_from_logits
 from cvkit.engine.rng import rng_state, seed_everything, set_rng_state
 from cvkit.engine.sync_batchnorm import convert_sync_batchnorm
 from cvkit.errors import CvkitError, NonFiniteLossError, Terminated
@@ -371,7 +371,7 @@ class TrainingLoop:
 
     def _train_step(self, images: Tensor, targets: Tensor) -> bool:
         """Forward and backward of one batch; the optimizer steps after the last batch of
-                each group of ``accumulate_steps``, on the gradient of the group's mean loss over its
+        each group of ``accumulate_steps``, on the gradient of the group's mean loss over its
         images. Returns whether it stepped."""
         if self._cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
@@ -524,20 +524,6 @@ class TrainingLoop:
         # the EMA's module only: its update count is a CPU tensor, the same in every process
         if self.ema is not None:
             distributed.broadcast_buffers(self.ema.module)
-
-    def evaluate(self, loader: BatchLoader, progress: str | None = None) -> dict[str, Any]:
-        """Metrics of the evaluation model on ``loader`` (see :mod:`cvkit.engine.metrics`),
-        over the whole split when each process holds a part of it; ``progress``: show it
-        under this description."""
-        return evaluate_model(
-            self.evaluation_model(),
-            loader,
-            loader.classes,
-            self.device,
-            self.autocast_dtype,
-            combine_processes=loader.part_of_split,
-            progress=progress,
-        )
 
     def evaluated(self, evaluation: dict[str, Any]) -> None:
         """Record the final evaluation (eval.json's content) and tell the callbacks."""
