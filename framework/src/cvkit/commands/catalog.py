@@ -156,9 +156,10 @@ def catalog_of(registry: Registry, commands: Sequence[CommandEntry]) -> Catalog:
         )
         for c in registry.components()
     )
-    conflicts = {line.split(" ", 1)[0]: line for line in registry.conflicts()}
-    failed = tuple(f"{p.dist} ({p.errors[0]})" for p in registry.plugins if p.errors)
-    return Catalog(entries, tuple(registry.problems()), failed, conflicts, tuple(commands))
+    failed = tuple(registry.failed_plugins())
+    return Catalog(
+        entries, tuple(registry.problems()), failed, registry.conflict_messages(), tuple(commands)
+    )
 
 
 def _to_data(catalog: Catalog) -> dict[str, Any]:
@@ -203,11 +204,12 @@ def _source_files(module: str) -> Iterator[Path]:
 def fingerprint() -> str:
     """A digest of everything that decides this process's registry (see the module docstring)."""
     plugin_env = (ENV_DISABLE_AUTOLOAD, ENV_PLUGINS, ENV_DISABLE)
-    modules = ["cvkit", *(m.split(".")[0] for m in env_list(ENV_PLUGINS))]
+    packages = {"cvkit", *(m.split(".")[0] for m in env_list(ENV_PLUGINS))}
+    declared = []  # the entry points, as their distributions declare them
     if not env_flag(ENV_DISABLE_AUTOLOAD):
-        found = entry_points(group=ENTRY_POINT_GROUP)
-        modules += [f"{e.name}={e.value}" for e in found]
-        modules += [e.value.split(":")[0].split(".")[0] for e in found]
+        for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+            declared.append(f"{entry_point.name}={entry_point.value}")
+            packages.add(entry_point.value.split(":")[0].split(".")[0])
     digest = hashlib.sha256()
     for part in (
         str(CATALOG_FORMAT),
@@ -216,11 +218,11 @@ def fingerprint() -> str:
         sys.executable,
         *(f"{name}={os.environ.get(name, '')}" for name in plugin_env),
         *(f"{p}:{_mtime(Path(p))}" for p in _install_paths()),
-        *modules,
+        *declared,
     ):
         digest.update(part.encode() + b"\0")
-    for module in sorted({m for m in modules if "=" not in m}):
-        for path in _source_files(module):
+    for package in sorted(packages):
+        for path in _source_files(package):
             digest.update(f"{path}:{_mtime(path)}\0".encode())
     return digest.hexdigest()[:32]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
@@ -210,8 +210,7 @@ class Registry:
         except KeyError:
             pass
         names = sorted(n for k, n in self._components if k == kind)
-        failed = [f"{p.dist} ({p.errors[0]})" for p in self.plugins if p.errors]
-        raise unknown_component(kind, name, names, failed)
+        raise unknown_component(kind, name, names, self.failed_plugins())
 
     def components(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
         """Registered components sorted by kind then name, optionally filtered: ``pattern``
@@ -220,6 +219,10 @@ class Registry:
 
     def __iter__(self) -> Iterator[Component]:
         return iter(self.components())
+
+    def failed_plugins(self) -> list[str]:
+        """``"dist (first error)"`` of each plugin that failed to load or register."""
+        return [f"{p.dist} ({p.errors[0]})" for p in self.plugins if p.errors]
 
     def problems(self) -> list[str]:
         """Plugin load errors and conflicting registrations, one line each."""
@@ -238,7 +241,11 @@ class Registry:
 
     def conflicts(self) -> list[str]:
         """One line per kind/name registered by more than one distribution."""
-        return [self._conflict_message(kind, name) for kind, name in sorted(self._conflicts)]
+        return list(self.conflict_messages().values())
+
+    def conflict_messages(self) -> dict[str, str]:
+        """``kind/name`` -> the line of :meth:`conflicts` about it, sorted by key."""
+        return {f"{k}/{n}": self._conflict_message(k, n) for k, n in sorted(self._conflicts)}
 
     def _conflict_message(self, kind: str, name: str) -> str:
         origins = " and ".join(c.origin for c in self._conflicts[(kind, name)])
@@ -279,15 +286,7 @@ class Registry:
         return value
 
 
-class _Named(Protocol):
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-
-_C = TypeVar("_C", bound=_Named)
+_C = TypeVar("_C", bound=Provenance)
 
 
 def select_components(
