@@ -148,6 +148,19 @@ class TimedTensorBoard(TensorBoard):
         self._timed("on_fit_end", trainer)
 
 
+def normalised_loader(images: ImageTensors, batch: int, device: torch.device) -> BatchLoader:
+    """cvkit's loader for the loop benchmarks: shuffled, full batches, normalised as the
+    hand-written loop normalises them."""
+    return BatchLoader(
+        images,
+        batch_size=batch,
+        device=device,
+        shuffle=True,
+        drop_last=True,
+        augmentations=[Normalize(mean=MEAN, std=STD)],
+    )
+
+
 def overhead(
     name: str, make_model: Any, batch: int, steps: int, trials: int, device: torch.device
 ) -> dict:
@@ -160,14 +173,7 @@ def overhead(
     ours = make_model().to(device)
     ours_opt = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
-    loader = BatchLoader(
-        data,
-        batch_size=batch,
-        device=device,
-        shuffle=True,
-        drop_last=True,
-        augmentations=[Normalize(mean=MEAN, std=STD)],
-    )
+    loader = normalised_loader(data, batch, device)
     logs = Path(tempfile.mkdtemp(prefix="cvkit-bench-tb-"))
     log_every = max(1, steps // TENSORBOARD_POINTS)
     callback_seconds: list[float] = []
@@ -251,18 +257,7 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
     reference_opt = torch.optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
     ours_opt = torch.optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
-
-    def loader(images: ImageTensors) -> BatchLoader:
-        return BatchLoader(
-            images,
-            batch_size=batch,
-            device=device,
-            shuffle=True,
-            drop_last=True,
-            augmentations=[Normalize(mean=MEAN, std=STD)],
-        )
-
-    ours_loader = loader(data)
+    ours_loader = normalised_loader(data, batch, device)
 
     def loop(batches: BatchLoader) -> TrainingLoop:
         return TrainingLoop(ours, ours_opt, nn.CrossEntropyLoss(), batches, epochs=1, device=device)
@@ -303,7 +298,8 @@ def host_overhead(batch: int, steps: int, trials: int, device: torch.device) -> 
         arm()
     times = interleaved(arms, trials)
     loop_syncs = [
-        count_host_syncs(loop(loader(cifar_like(batch * n))).fit) for n in (steps, 2 * steps)
+        count_host_syncs(loop(normalised_loader(cifar_like(batch * n), batch, device)).fit)
+        for n in (steps, 2 * steps)
     ]
     recipe_syncs = [
         count_host_syncs(lambda n=n: recipe_run(batch * n, scratch / f"syncs-{n}"))
