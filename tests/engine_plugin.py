@@ -1,10 +1,9 @@
 """Test components, registered as a plugin (CVKIT_PLUGINS=engine_plugin).
 
-Callbacks for the engine's fault tests act at a chosen (epoch, batch): poison the learning
-rate, send SIGINT, SIGTERM or SIGKILL to the process (``rank``: only in the process of
-that rank of a multi-process run; -1, the default: in every process). Each fires once; ``marker`` files make
-that hold across processes. ``attention/gate`` is a second attention block with SE's
-``reduction`` parameter, to swap blocks in recipes.
+The fault callbacks of :mod:`cvkit.testing.faults` (poison the learning rate, send SIGINT,
+SIGTERM or SIGKILL at a chosen (epoch, batch), once), registered here too.
+``attention/gate`` is a second attention block with SE's ``reduction`` parameter, to swap
+blocks in recipes.
 
 Faults that no callback can reach are injected when this module is imported, from the
 environment (each fires once, then creates its marker file):
@@ -25,92 +24,9 @@ import torch
 from torch import nn
 
 from cvkit import hookimpl
-from cvkit.engine.callback import Callback
+from cvkit.testing.faults import Interrupt, Kill, PoisonLR, Terminate, register_callbacks
 
-
-class _AtBatch(Callback):
-    def __init__(self, epoch: int = 2, batch: int = 2, marker: str = "", rank: int = -1) -> None:
-        self.epoch, self.batch, self.marker, self.rank = epoch, batch, marker, rank
-        self.fired = False
-
-    def on_batch_end(self, trainer: Any) -> None:
-        if self.fired or (trainer.epoch + 1, trainer.batch) != (self.epoch, self.batch):
-            return
-        if self.rank >= 0 and int(os.environ.get("RANK", "0")) != self.rank:
-            return
-        if self.marker and Path(self.marker).exists():
-            return
-        self.fired = True
-        if self.marker:
-            Path(self.marker).touch()
-        self.act(trainer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"fired": self.fired}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.fired = state["fired"]
-
-
-class PoisonLR(_AtBatch):
-    """Set the learning rate to infinity at (epoch, batch): the loss turns NaN.
-
-    Args:
-        epoch: 1-based epoch.
-        batch: batches done in that epoch.
-        marker: file created when it fires; it does not fire if the file exists.
-    """
-
-    def act(self, trainer: Any) -> None:
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = float("inf")
-
-
-class Interrupt(_AtBatch):
-    """Send SIGINT to this process at (epoch, batch), as Ctrl-C would.
-
-    Args:
-        epoch: 1-based epoch.
-        batch: batches done in that epoch.
-        marker: file created when it fires; it does not fire if the file exists.
-    """
-
-    def act(self, trainer: Any) -> None:
-        os.kill(os.getpid(), signal.SIGINT)
-
-
-class Terminate(_AtBatch):
-    """Send SIGTERM to this process at (epoch, batch), as SLURM or Kubernetes would.
-
-    Args:
-        epoch: 1-based epoch.
-        batch: batches done in that epoch.
-        marker: file created when it fires; it does not fire if the file exists.
-    """
-
-    def act(self, trainer: Any) -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-class Kill(_AtBatch):
-    """SIGKILL this process at (epoch, batch): no handler runs, nothing is saved.
-
-    Args:
-        epoch: 1-based epoch.
-        batch: batches done in that epoch.
-        marker: file created when it fires; it does not fire if the file exists.
-    """
-
-    def act(self, trainer: Any) -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-@hookimpl
-def register_callbacks(register):
-    register("poison_lr", PoisonLR)
-    register("interrupt", Interrupt)
-    register("terminate", Terminate)
-    register("kill", Kill)
+__all__ = ["Gate", "Interrupt", "Kill", "PoisonLR", "Terminate", "register_callbacks"]
 
 
 class Gate(nn.Module):

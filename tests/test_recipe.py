@@ -150,6 +150,36 @@ def test_set_overrides_nested_keys_list_items_and_component_names(tmp_path: Path
     assert recipe.scheduler == ComponentSpec("scheduler", "cosine", recipe.scheduler.params)
 
 
+def test_switching_a_component_s_name_keeps_the_keys_it_takes_and_drops_the_others(
+    registry,
+) -> None:
+    """--set model.attention.name=none drops the quickstart's SE reduction (attention/none
+    takes none) with a note naming it; =cbam keeps reduction 4 (CBAM takes it);
+    --set optimizer.name=adam keeps lr and weight decay, drops momentum and nesterov. A key
+    written by the same --set (an inline table) is still an error."""
+    from cvkit.recipe.loading import load_recipe_noting
+
+    quickstart = RECIPES / "quickstart.toml"
+    recipe, notes = load_recipe_noting(quickstart, ["model.attention.name=none"], registry=registry)
+    assert recipe.model.params["attention"].name == "none"
+    assert len(notes) == 1 and notes[0].endswith(
+        "quickstart.toml:22: model.attention.reduction (with --set model.attention.name=none): "
+        "dropped: attention/none does not take it"
+    )
+    cbam, notes = load_recipe_noting(quickstart, ["model.attention.name=cbam"], registry=registry)
+    assert cbam.model.params["attention"].params["reduction"] == 4 and notes == []
+    adam, notes = load_recipe_noting(quickstart, ["optimizer.name=adam"], registry=registry)
+    assert adam.optimizer.params["lr"] == 0.05 and adam.optimizer.params["weight_decay"] == 5e-4
+    assert [n.split(": ")[1].split(" ")[0] for n in notes] == [
+        "optimizer.momentum",
+        "optimizer.nesterov",
+    ]
+    with pytest.raises(RecipeError, match="unknown key for attention/none"):
+        load_recipe(
+            quickstart, ['model.attention={ name = "none", reduction = 4 }'], registry=registry
+        )
+
+
 @pytest.mark.parametrize(
     ("assignment", "message"),
     [

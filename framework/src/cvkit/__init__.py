@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     )
     from cvkit.engine.checkpoint import save_checkpoint as save_checkpoint
     from cvkit.engine.optimizer_wrapper import OptimizerWrapper as OptimizerWrapper
+    from cvkit.engine.predictions import read_predictions as read_predictions
     from cvkit.engine.profiling import (
         forward_flops as forward_flops,
         parameter_counts as parameter_counts,
@@ -76,7 +77,10 @@ if TYPE_CHECKING:
         adapt_input_channels as adapt_input_channels,
         torchvision_model as torchvision_model,
     )
-    from cvkit.recipe.loading import load_recipe as load_recipe
+    from cvkit.recipe.loading import (
+        load_recipe as load_recipe,
+        load_recipe_noting as load_recipe_noting,
+    )
     from cvkit.recipe.writing import dump_recipe as dump_recipe, flat_settings as flat_settings
     from cvkit.registry.registry import Registry as Registry
     from cvkit.registry.specs import (
@@ -141,6 +145,7 @@ _EXPORTS: dict[str, str] = {
     "model_summary": "cvkit.engine.stage",
     "profile_model": "cvkit.commands.profile",
     "expected_calibration_error": "cvkit.engine.calibration",
+    "read_predictions": "cvkit.engine.predictions",
     "torchvision_model": "cvkit.models.pretrained",
     "adapt_input_channels": "cvkit.models.pretrained",
     # training procedures
@@ -149,6 +154,7 @@ _EXPORTS: dict[str, str] = {
     # commands (register_commands)
     "cli_registry": "cvkit.cli",
     "load_recipe": "cvkit.recipe.loading",
+    "load_recipe_noting": "cvkit.recipe.loading",
     "dump_recipe": "cvkit.recipe.writing",
     "flat_settings": "cvkit.recipe.writing",
     "train": "cvkit.commands.run",

@@ -489,6 +489,8 @@ def check_command(
 
     registry = _registry()
     report = check_recipe(recipe, overrides, registry, unset)
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     stages = [
         {
             "name": stage.name,

@@ -24,7 +24,7 @@ from cvkit.engine.contracts import ATTENTION_PROBE, attention_case
 from cvkit.engine.stage import check_init_modules
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
-from cvkit.recipe.loading import load_recipe
+from cvkit.recipe.loading import load_recipe_noting
 from cvkit.recipe.schema import Recipe, StageSettings
 from cvkit.registry.registry import Registry
 from cvkit.registry.specs import ComponentSpec
@@ -44,11 +44,13 @@ class StageCheck:
 
 @attrs.frozen
 class CheckReport:
-    """A validated recipe, its dataset and one :class:`StageCheck` per stage."""
+    """A validated recipe, its dataset, one :class:`StageCheck` per stage and the notes of
+    its loading (keys a ``--set`` of a component's name dropped)."""
 
     recipe: Recipe
     dataset: ImageDataset
     stages: list[StageCheck]
+    notes: tuple[str, ...] = ()
 
 
 def check_recipe(
@@ -57,7 +59,7 @@ def check_recipe(
     """Validate the recipe at ``path`` (without the ``unset`` keys, with the ``overrides``)
     and build and probe every stage's components (without pretrained weights and with one
     step per epoch); CvkitError on the first failure."""
-    recipe = load_recipe(path, overrides, registry=registry, unset=unset)
+    recipe, notes = load_recipe_noting(path, overrides, registry=registry, unset=unset)
     dataset = build_dataset(recipe, registry)
     stages: list[tuple[StageSettings | None, Recipe]] = [
         (s, recipe.stage_recipe(s)) for s in recipe.stages
@@ -69,6 +71,7 @@ def check_recipe(
             _check_stage(settings, index, stage, registry, dataset)
             for index, (settings, stage) in enumerate(stages)
         ],
+        tuple(notes),
     )
 
 

@@ -35,7 +35,7 @@ from cvkit.engine.stage import StageContext, check_init_modules
 from cvkit.engine.trained_model import checkpoint_path
 from cvkit.errors import CvkitError, RunInterrupted, Terminated
 from cvkit.files import remove_leftovers, write_json, write_text_atomic
-from cvkit.recipe.loading import load_recipe
+from cvkit.recipe.loading import load_recipe, load_recipe_noting
 from cvkit.recipe.schema import Recipe, StageSettings
 from cvkit.recipe.writing import dump_recipe, recipe_differences
 from cvkit.registry.loading import default_registry
@@ -79,7 +79,7 @@ def train(
     ``evaluate_test``: False leaves the test split out of the final evaluation.
     ``timeout_seconds``: how long a process of a multi-process run waits for the others."""
     registry = registry or default_registry()
-    recipe = load_recipe(recipe_path, overrides, registry=registry, unset=unset)
+    recipe, notes = load_recipe_noting(recipe_path, overrides, registry=registry, unset=unset)
     device = _device(recipe, timeout_seconds)
     main = distributed.is_main()
     run_dir = (
@@ -99,6 +99,7 @@ def train(
             device,
             callbacks=tuple(callbacks),
             evaluate_test=evaluate_test,
+            notes=tuple(notes),
         )
 
 
@@ -118,11 +119,14 @@ def resume(
     argv: Sequence[str] | None = None,
     timeout_seconds: float = distributed.DEFAULT_TIMEOUT_SECONDS,
     unset: Sequence[str] = (),
+    callbacks: Sequence[Callback] = (),
+    evaluate_test: bool = True,
 ) -> RunResult:
     """Finish the run in ``run_dir``: continue it from ``checkpoints/last.pt`` (start it
     again when it has none yet; for a multi-stage recipe, skip the finished stages), or,
     when it trained every epoch but has no eval.json, only evaluate it. A run is finished
-    when its eval.json exists; resuming it is refused.
+    when its eval.json exists; resuming it is refused. ``callbacks`` and ``evaluate_test``
+    as for :func:`train` (a ``cvkit tune`` trial continued).
 
     ``overrides`` (and ``unset`` keys) that change the run's recipe are refused unless ``force``, and always for
     the keys in :data:`RESTORED_ON_RESUME`; the previous recipe.toml is kept as
@@ -162,7 +166,15 @@ def resume(
                 environment(registry, device, list(argv or sys.argv))
             )
             write_json(run_dir / "env.json", env)
-        return _execute(recipe, run_dir, registry, device, resuming=True)
+        return _execute(
+            recipe,
+            run_dir,
+            registry,
+            device,
+            resuming=True,
+            callbacks=tuple(callbacks),
+            evaluate_test=evaluate_test,
+        )
 
 
 def _extends(run_dir: Path, original: Recipe, recipe: Recipe, changed: list[str]) -> bool:
@@ -222,12 +234,16 @@ def _execute(
     resuming: bool = False,
     callbacks: tuple[Callback, ...] = (),
     evaluate_test: bool = True,
+    notes: tuple[str, ...] = (),
 ) -> RunResult:
     """Train the recipe's stages in ``run_dir`` (locked by the caller) and write eval.json,
     which marks the run finished; ``status.json`` says running, then finished, failed or
-    interrupted (see :func:`cvkit.commands.rundir.run_status`)."""
+    interrupted (see :func:`cvkit.commands.rundir.run_status`). ``notes``: lines about the
+    recipe's loading, logged first (keys a ``--set`` of a component's name dropped)."""
     main = distributed.is_main()
     with run_logging(run_dir):
+        for note in notes if main else ():
+            log.info("note: %s", note)
         for folder in (run_dir, run_dir / "checkpoints") if main else ():
             for leftover in remove_leftovers(folder):
                 log.info("removed %s, left by a write that was cut short", leftover)
@@ -304,7 +320,12 @@ def _run_stages(
         )
         if distributed.is_main():
             write_json(done, results[stage.name])
-    return results[recipe.stages[-1].name] | {"stages": results}
+    last = recipe.stages[-1].name
+    final = results[last] | {"stages": results}
+    if "predictions" in final:  # the last stage's file, from the run directory
+        block = final["predictions"]
+        final["predictions"] = block | {"file": f"stages/{last}/{block['file']}"}
+    return final
 
 
 def _experiment_init(recipe: Recipe) -> dict[str, Path]:

@@ -34,6 +34,7 @@ from cvkit.engine.calibration import calibration_report
 from cvkit.engine.callback import Callback
 from cvkit.engine.checkpoint import checkpoint_weights, load_checkpoint, load_model_weights
 from cvkit.engine.metrics import collect_logits, metrics_from_logits
+from cvkit.engine.predictions import write_predictions
 from cvkit.engine.profiling import forward_flops, parameter_counts
 from cvkit.engine.rng import seed_everything
 from cvkit.engine.trainer import TrainingLoop
@@ -312,6 +313,8 @@ def final_evaluation(
         if "val" in outputs
         else None,
     }
+    if outputs and distributed.is_main():  # per image, for tests on the same images
+        result["predictions"] = write_predictions(run_dir, outputs, recipe)
     _log_evaluation(result, weights)
     loop.evaluated(result)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from cvkit.recipe.reading import RawRecipe, deep_merge, read_recipe
 from cvkit.recipe.schema import Recipe, stage_order_problems
 from cvkit.registry.registry import Registry
 from cvkit.registry.validation import Validator
+
+log = logging.getLogger("cvkit")
 
 STAGE_MERGED_TABLES = ("augment", "trainer")
 """Tables a stage merges key by key over the top-level ones (a stage's ``augment.train``
@@ -61,14 +64,30 @@ def path_resolver(raw: RawRecipe) -> Callable[[str, Path], Path]:
 
 def validate_recipe(raw: RawRecipe, registry: Registry) -> Recipe:
     """The :class:`Recipe` of ``raw``; raises RecipeError listing every problem with its
-    location. Path values come out absolute (see :func:`path_resolver`)."""
-    validator = Validator(registry.lookup, locate=raw.where, resolve_path=path_resolver(raw))
+    location. Path values come out absolute (see :func:`path_resolver`). Keys of a
+    component that a ``--set`` of its ``name`` switched away from are dropped when the new
+    component does not take them (logged; :func:`validate_recipe_noting` returns them)."""
+    recipe, dropped = validate_recipe_noting(raw, registry)
+    for line in dropped:
+        log.info("note: %s", line)
+    return recipe
+
+
+def validate_recipe_noting(raw: RawRecipe, registry: Registry) -> tuple[Recipe, list[str]]:
+    """:func:`validate_recipe`, returning the dropped keys' lines (``file:line: key
+    (with --set ...): dropped: <component> does not take it``) instead of logging them."""
+    validator = Validator(
+        registry.lookup,
+        locate=raw.where,
+        resolve_path=path_resolver(raw),
+        droppable=raw.switched_away,
+    )
     recipe = validator.value(_stages_over_top_level(raw.data), Recipe, "")
     for key, message in stage_order_problems(raw.data.get("stages")):
         validator.problem(key, message)
     if validator.problems:
         raise RecipeError([f"{raw.where(p.key)}: {p.message}" for p in validator.problems])
-    return recipe
+    return recipe, [f"{raw.where(p.key)}: {p.message}" for p in validator.dropped]
 
 
 def load_recipe(
@@ -80,8 +99,21 @@ def load_recipe(
 ) -> Recipe:
     """Read the recipe at ``path``, remove the ``--unset`` keys ``unset``, apply the
     ``--set`` ``overrides`` and validate it against ``registry``; RecipeError lists every
-    problem with its file, line and key."""
+    problem with its file, line and key. A ``--set`` of a component's ``name`` keeps the
+    recipe's keys the new component takes and drops (and logs) the others."""
     return validate_recipe(read_with_changes(path, overrides, unset), registry)
+
+
+def load_recipe_noting(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    registry: Registry,
+    unset: Sequence[str] = (),
+) -> tuple[Recipe, list[str]]:
+    """:func:`load_recipe`, with the lines of the keys a ``--set`` of a component's ``name``
+    dropped instead of logging them."""
+    return validate_recipe_noting(read_with_changes(path, overrides, unset), registry)
 
 
 def read_with_changes(

@@ -68,6 +68,18 @@ class RawRecipe:
                 return f"{text} (with {chosen})"
         return text
 
+    def switched_away(self, key: str) -> bool:
+        """Whether ``key`` belongs to the component a ``--set`` of its table's ``name``
+        switched away from: the name's origin is that ``--set`` and the key was written
+        elsewhere (the recipe, an earlier ``--set``)."""
+        table = next(iter(list(_prefixes(key))[1:]), "")
+        chosen = self.origins.get(f"{table}.name")
+        return (
+            chosen is not None
+            and chosen.file.startswith("--set")
+            and self.locate(key).file != chosen.file
+        )
+
 
 def _prefixes(key: str) -> Iterator[str]:
     """``a.b[0].c``, ``a.b[0]``, ``a.b``, ``a``."""

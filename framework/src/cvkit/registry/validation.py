@@ -59,7 +59,10 @@ class Validator:
 
     ``lookup`` resolves nested component tables; ``locate`` turns a dotted key into the
     location stored on each :class:`ComponentSpec` for later error messages;
-    ``resolve_path(key, path)`` makes a path-typed value absolute (default: as given).
+    ``resolve_path(key, path)`` makes a path-typed value absolute (default: as given);
+    ``droppable(key)``: whether a key its component does not take is dropped (and listed in
+    ``dropped``) instead of being a problem, e.g. a key of the recipe's component that a
+    ``--set`` of the table's ``name`` switched away from.
     """
 
     def __init__(
@@ -67,11 +70,14 @@ class Validator:
         lookup: ComponentLookup,
         locate: Callable[[str], str] = str,
         resolve_path: Callable[[str, Path], Path] = lambda key, path: path,
+        droppable: Callable[[str], bool] = lambda key: False,
     ) -> None:
         self.lookup = lookup
         self.locate = locate
         self.resolve_path = resolve_path
+        self.droppable = droppable
         self.problems: list[Problem] = []
+        self.dropped: list[Problem] = []
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(Problem(key, message))
@@ -86,9 +92,13 @@ class Validator:
         by_name = {p.name: p for p in params}
         for name in raw:
             if name not in by_name:
+                sub = join_key(key, name)
+                if self.droppable(sub):
+                    self.dropped.append(Problem(sub, f"dropped: {owner} does not take it"))
+                    continue
                 valid = ", ".join(sorted(by_name)) or "none"
                 self.problem(
-                    join_key(key, name),
+                    sub,
                     f"unknown key for {owner}{did_you_mean(name, by_name)}; valid keys: {valid}",
                 )
         values: dict[str, Any] = {}
@@ -117,6 +127,10 @@ class Validator:
         trial = Validator(self.lookup, self.locate)
         value = trial.value(default, param.annotation, key)
         return default if trial.problems else value
+
+    def _trial(self) -> Validator:
+        """A validator for one alternative of a union: its problems stay its own."""
+        return Validator(self.lookup, self.locate, droppable=self.droppable)
 
     def component(self, raw: Any, kind: str, key: str) -> ComponentSpec | None:
         """A :class:`ComponentSpec` of ``kind`` from a table with ``name`` (or a bare name)."""
@@ -200,9 +214,10 @@ class Validator:
         options = [a for a in args if a is not NONE_TYPE]
         attempts = []
         for option in options:
-            trial = Validator(self.lookup, self.locate)
+            trial = self._trial()
             result = trial.value(value, option, key)
             if not trial.problems:
+                self.dropped.extend(trial.dropped)
                 return result
             attempts.append(trial.problems)
         if len(options) == 1 or isinstance(value, dict):

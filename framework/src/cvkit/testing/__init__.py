@@ -6,6 +6,10 @@
 - Fixtures (:mod:`cvkit.testing.fixtures`), a pytest plugin registered through the
   ``pytest11`` entry point, so they are available in any test once cvkit is installed:
   ``registry``, ``run_cli``, ``tiny_recipe`` and ``clean_plugin_env``.
+- Faults (:mod:`cvkit.testing.faults`): callbacks that interrupt, terminate, kill or
+  poison a run at a chosen batch (a plugin with ``CVKIT_PLUGINS=cvkit.testing.faults``),
+  for tests of commands that stop and continue: ``fault_callbacks``,
+  ``cvkit_with_faults``, ``stopped_and_continued``.
 
 Names are imported on first use, so pytest can load the fixtures without hypothesis.
 """
@@ -36,6 +40,11 @@ if TYPE_CHECKING:
         targets as targets,
         train_least_squares as train_least_squares,
     )
+    from cvkit.testing.faults import (
+        cvkit_with_faults as cvkit_with_faults,
+        fault_callbacks as fault_callbacks,
+        stopped_and_continued as stopped_and_continued,
+    )
     from cvkit.testing.fixtures import TINY_RECIPE as TINY_RECIPE
 
 _EXPORTS = {
@@ -63,6 +72,9 @@ _EXPORTS = {
         "cvkit.testing.contracts",
     ),
     "TINY_RECIPE": "cvkit.testing.fixtures",
+    **dict.fromkeys(
+        ("cvkit_with_faults", "fault_callbacks", "stopped_and_continued"), "cvkit.testing.faults"
+    ),
 }
 
 __all__ = sorted(_EXPORTS)
