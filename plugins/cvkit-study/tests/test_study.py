@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from cvkit import CvkitError
-from cvkit.testing import TINY_RECIPE
+from cvkit.testing import TINY_RECIPE, cvkit_with_faults, fault_callbacks, stopped_and_continued
 from cvkit_study.spec import parse_seeds, read_study_file, split_values
 
 
@@ -287,32 +287,21 @@ def test_ctrl_c_stops_a_study_at_once_and_the_same_command_continues_it(tmp_path
     """SIGINT in the first run (seed 0 of 0.05, epoch 1, batch 2): exit 130 with one line,
     no run marked failed and no further run started; the same command then resumes that run
     from its last.pt, runs the others and ends with the numbers of an uninterrupted study."""
-    tests = Path(__file__).resolve().parents[3] / "tests"
     marker = tmp_path / "fired"
-    interrupt = (
-        f'callbacks=[{{ name = "interrupt", epoch = 1, batch = 2, marker = "{marker.as_posix()}" }}, '
-        '{ name = "metrics_jsonl" }, { name = "checkpoint" }]'
-    )
-    env = {**os.environ, "CVKIT_PLUGINS": "engine_plugin", "PYTHONPATH": str(tests)}
+    interrupt = fault_callbacks("interrupt", epoch=1, batch=2, marker=marker)
 
     def study(out: Path) -> subprocess.CompletedProcess:
-        args = ["study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-1",
-                "--set", "experiment.epochs=2", "--set", interrupt, "--output", str(out)]  # fmt: skip
-        return subprocess.run(
-            [sys.executable, "-m", "cvkit", *args],
-            capture_output=True, text=True, cwd=tmp_path, timeout=600, env=env,
+        return cvkit_with_faults(
+            "study", str(tiny), "--vary", "optimizer.lr=0.05,0.2", "--seeds", "0-1",
+            "--set", "experiment.epochs=2", "--set", interrupt, "--output", str(out), cwd=tmp_path,
         )  # fmt: skip
 
-    marker.write_text("")  # the uninterrupted study: the marker exists, nothing fires
-    whole = study(tmp_path / "whole")
+    whole, cut, again = stopped_and_continued(study, marker, tmp_path)
     assert whole.returncode == 0, whole.stderr
-    marker.unlink()
-    cut = study(tmp_path / "cut")
     assert cut.returncode == 130, cut.stderr
     errors = [line for line in cut.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "the same command continues it" in errors[0], cut.stderr
     assert "failed" not in cut.stdout + cut.stderr and "[1/4]" not in cut.stdout
-    again = study(tmp_path / "cut")
     assert again.returncode == 0, again.stderr
     assert "[1/4] 0.05 seed 0 resumed" in again.stdout and "failed" not in again.stdout
 
@@ -332,37 +321,124 @@ def test_ctrl_c_stops_a_study_at_once_and_the_same_command_continues_it(tmp_path
 
 def test_zero_spread_is_undetermined_and_thin_studies_are_flagged() -> None:
     """Accuracies move in steps of 1/N, so every seed may differ by the same amount: no
-    interval, no p and never a star (it was a zero-width interval starred significant).
-    Fewer than 3 seeds, a missing seed and a variant with no common seeds get warnings."""
-    from cvkit_study.statistics import paired, summarise
+    interval and never a star (it was a zero-width interval starred significant), the exact
+    sign test's p. Fewer than 3 seeds, a missing seed, a variant with no common seeds and
+    val metrics of best-val weights get warnings."""
+    from cvkit_study.statistics import summarise
     from cvkit_study.summary import markdown, warnings
 
-    same = paired({0: 0.52, 1: 0.62, 2: 0.42}, {0: 0.50, 1: 0.60, 2: 0.40})
-    assert same is not None and same["mean_difference"] == pytest.approx(0.02)
-    assert same["ci95"] is None and same["p_value"] is None and same["significant"] is None
+    def runs(accuracies: dict[int, float]) -> dict[int, dict]:
+        return {
+            s: {"metrics": {"val_acc": a}, "samples": {"val": 100}} for s, a in accuracies.items()
+        }
+
     results = {
-        "base": {0: {"val_acc": 0.50}, 1: {"val_acc": 0.60}, 2: {"val_acc": 0.40}},
-        "shift": {0: {"val_acc": 0.52}, 1: {"val_acc": 0.62}, 2: {"val_acc": 0.42}},
-        "thin": {0: {"val_acc": 0.55}, 1: {"val_acc": 0.58}},
-        "alone": {2: {"val_acc": 0.45}},
+        "base": runs({0: 0.50, 1: 0.60, 2: 0.40}),
+        "shift": runs({0: 0.52, 1: 0.62, 2: 0.42}),
+        "thin": runs({0: 0.55, 1: 0.58}),
+        "alone": runs({2: 0.45}),
     }
     study = {
-        "name": "s", "seeds": [0, 1, 2], "baseline": "base", "variants": [], "runs": [],
+        "name": "s", "seeds": [0, 1, 2], "baseline": "base", "variants": [],
+        "runs": [{"variant": "base", "seed": 0, "status": "finished", "weights": "best (epoch 3)",
+                  "samples": {"val": 100}}],
         "statistics": summarise(results, "base"),
     }  # fmt: skip
+    shift = study["statistics"]["shift"]["vs_baseline"]["val_acc"]
+    assert shift["mean_difference"] == pytest.approx(0.02) and shift["ci95"] is None
+    assert shift["p_value"] == pytest.approx(0.25) and shift["significant"] is None
     assert warnings(study) == [
         "thin has 2 seeds: with fewer than 3 its interval is very wide and its test has little power",
         "thin lacks seed 2 (no result)",
         "alone has 1 seed: with fewer than 3 its interval is very wide and its test has little power",
         "alone lacks seed 0, 1 (no result)",
         "alone is not compared with base: fewer than 2 seeds in common",
+        'base evaluated the best validation epoch\'s weights (trainer.eval_weights = "best"): '
+        "their val metrics are selected on the split they report and so are optimistic; test "
+        "metrics, where there are any, are not",
     ]
     table = markdown(study)
     assert (
-        "| shift | val_acc | 3 | +2.00 (undetermined: the differences have no spread) | - |"
-        in table
+        "| shift | val_acc | 3 | +2.00 (undetermined: the differences have no spread) | - | - "
+        "| 0.250 | 0.250 (0.250) |" in table
     )
+    assert "one run's val_acc is measured on 100 images" in table
     assert (
         "| alone | val_acc |" not in table
         and "*" not in table.split("Paired by seed")[1].split("\n", 1)[1]
     )
+
+
+def test_vary_switches_the_quickstart_s_attention_keeping_what_se_takes(tmp_path) -> None:
+    """The example in --help: none drops the recipe's SE reduction 4 (study.md says so), se
+    keeps it; nothing else of the recipe changes."""
+    quickstart = Path(__file__).resolve().parents[3] / "recipes" / "quickstart.toml"
+    out = tmp_path / "study"
+    done = cvkit(
+        "study", str(quickstart), "--vary", "model.attention.name=none,se", "--seeds", "0",
+        "--set", "experiment.epochs=1", "--output", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    import tomllib
+
+    recorded = {
+        v: tomllib.loads((out / v / "seed-0" / "recipe.toml").read_text()) for v in ("none", "se")
+    }
+    assert recorded["none"]["model"]["attention"] == {"name": "none"}
+    assert recorded["se"]["model"]["attention"]["reduction"] == 4  # the recipe's SE, not 16
+    study = json.loads((out / "study.json").read_text())
+    assert list(study["dropped"]) == ["none"]
+    assert (
+        "model.attention.reduction (with --set model.attention.name=none): dropped"
+        in (out / "study.md").read_text()
+    )
+
+
+def test_several_vary_keys_give_their_cross_product_and_values_may_be_tables() -> None:
+    from cvkit_study.spec import from_command_line
+
+    spec = from_command_line(
+        Path("r.toml"),
+        name="s",
+        seeds="0-1",
+        vary=['model.attention=none,{ name = "se", reduction = 4 }', "optimizer.lr=0.1,0.2"],
+        sets=[],
+        baseline=None,
+    )
+    assert [(v.name, v.sets) for v in spec.variants] == [
+        ("none+0.1", ("model.attention=none", "optimizer.lr=0.1")),
+        ("none+0.2", ("model.attention=none", "optimizer.lr=0.2")),
+        ("name=se_reduction=4+0.1", ('model.attention={ name = "se", reduction = 4 }', "optimizer.lr=0.1")),
+        ("name=se_reduction=4+0.2", ('model.attention={ name = "se", reduction = 4 }', "optimizer.lr=0.2")),
+    ]  # fmt: skip
+    assert spec.baseline == "none+0.1"
+
+
+def test_a_study_directory_is_summarised_again_and_reported(tmp_path) -> None:
+    """The attention study's study.json (its run directories are gone) summarised again with
+    --effect 0.94 (the SE-ResNet study's gain): SE's lower ECE, p = 0.007 alone, is 0.052
+    after Holm over the study's 10 comparisons, not starred; SE had 27% power to see +0.94
+    points, 15 seeds give 80%. cvkit report draws the table, differences and seeds."""
+    import shutil
+
+    source = Path(__file__).resolve().parents[3] / "benchmarks" / "results-cpu-attention-study.json"
+    folder = tmp_path / "attention"
+    folder.mkdir()
+    shutil.copy(source, folder / "study.json")
+    done = cvkit("study", str(folder), "--effect", "0.94", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    table = (folder / "study.md").read_text()
+    assert "Holm: p adjusted over all 10 comparisons" in table
+    row = next(line for line in table.splitlines() if line.startswith("| se | val_ece |"))
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[4] == "-0.88 [-1.36, -0.39]" and cells[7] == "0.007" and cells[9] == "0.052"
+    accuracy = next(line for line in table.splitlines() if line.startswith("| se | val_acc |"))
+    assert "| 27% (0.94) | 15 |" in accuracy
+    pytest.importorskip("cvkit_report", reason="cvkit report comes from the cvkit-report plugin")
+    report = cvkit("report", str(folder), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "<h2>Study attention_speedrun</h2>" in page and "<td>cbam</td>" in page
+    assert "se vs none, val_acc: 27% power to detect a difference of 0.94 points" in page
+    for stem in ("attention-speedrun-differences", "attention-speedrun-val_acc-seeds"):
+        assert (tmp_path / "report" / f"{stem}.png").is_file()

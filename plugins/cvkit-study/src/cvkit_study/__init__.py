@@ -26,16 +26,18 @@ def _is_study_file(path: Path) -> bool:
 
 
 @click.command("study")
-@click.argument("source", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("source", type=click.Path(path_type=Path))
 @click.option(
     "--seeds", help="Seeds, e.g. 0-4 or 0,3,7 (default 0-4; a study file's own otherwise)."
 )
 @click.option(
     "--vary",
-    multiple=False,
+    multiple=True,
     metavar="KEY=V1,V2",
     help="With a RECIPE: one variant per value of KEY, named by it, e.g. "
-    "model.attention.name=none,se,cbam.",
+    "model.attention.name=none,se,cbam (keys the new component does not take are dropped, "
+    "study.md says which) or 'model.attention={ name = \"se\", reduction = 4 },none'; "
+    "repeated: their cross product.",
 )
 @click.option(
     "--set",
@@ -50,6 +52,13 @@ def _is_study_file(path: Path) -> bool:
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
     help="The study directory (default: <output_dir>/<name>); running again continues it.",
+)
+@click.option(
+    "--effect",
+    type=float,
+    metavar="POINTS",
+    help="The accuracy difference, in percentage points, whose power study.md states "
+    "(default: each metric's smallest difference in the study).",
 )
 @click.option("--workers", type=int, default=1, show_default=True, help="Runs at a time.")
 @click.option("--threads", type=int, help="CPU threads per run (default: cores / workers).")
@@ -78,11 +87,12 @@ def _is_study_file(path: Path) -> bool:
 def study_command(
     source: Path,
     seeds: str | None,
-    vary: str | None,
+    vary: tuple[str, ...],
     overrides: tuple[str, ...],
     baseline: str | None,
     name: str | None,
     output: Path | None,
+    effect: float | None,
     workers: int,
     threads: int | None,
     devices: str,
@@ -90,18 +100,26 @@ def study_command(
     slurm_options: tuple[str, ...],
 ) -> None:
     """Run every variant with every seed and compare them: SOURCE is a study file
-    ([study] and [[variants]]) or a RECIPE with --vary.
+    ([study] and [[variants]]), a RECIPE with --vary, or a study directory (its statistics
+    again, from its runs, running nothing).
 
     Each run is a normal run directory, <study>/<variant>/seed-<k>/. Finished runs are
     skipped and interrupted ones resumed, so running the same command again continues a
     study. At the end: study.json and study.md with, per variant, the mean, standard
     deviation and 95% confidence interval of each metric, and each variant's paired
-    difference from the baseline with its 95% interval and paired t-test.
+    difference from the baseline: t and bootstrap intervals, Cohen's d_z, the paired t and
+    Wilcoxon tests, the Holm-adjusted p over the study and the power for --effect.
     """
     from cvkit_study.execution import Execution
     from cvkit_study.spec import from_command_line, parse_seeds, read_study_file
-    from cvkit_study.study import run_study
+    from cvkit_study.study import resummarise, run_study
 
+    fraction = None if effect is None else effect / 100
+    if source.is_dir():
+        record = resummarise(source, fraction)
+        click.echo((Path(record["dir"]) / "study.md").read_text(encoding="utf-8"))
+        click.echo(f"study: {record['dir']} (study.json, study.md summarised again)")
+        return
     registry = cli_registry()
     if _is_study_file(source):
         if vary:
@@ -117,7 +135,7 @@ def study_command(
             source,
             name=name or f"{recipe_name}-study",
             seeds=seeds or "0-4",
-            vary=[vary] if vary else [],
+            vary=vary,
             sets=overrides,
             baseline=baseline,
         )
@@ -129,7 +147,12 @@ def study_command(
         slurm=_slurm_parameters(slurm_options),
     )
     record = run_study(
-        spec, output=output, execution=execution, registry=registry, progress=click.echo
+        spec,
+        output=output,
+        execution=execution,
+        registry=registry,
+        progress=click.echo,
+        effect=fraction,
     )
     click.echo("")
     click.echo((Path(record["dir"]) / "study.md").read_text(encoding="utf-8"))

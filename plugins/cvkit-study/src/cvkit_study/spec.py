@@ -13,7 +13,7 @@ import attrs
 
 from cvkit import CvkitError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 
 
 @attrs.frozen
@@ -106,31 +106,38 @@ def from_command_line(
     sets: Sequence[str],
     baseline: str | None,
 ) -> StudySpec:
-    """The study of ``cvkit study RECIPE --vary KEY=V1,V2 ...``: one variant per value of the
-    one ``--vary`` key (named by its value), or the recipe alone without ``--vary``."""
-    if len(vary) > 1:
-        raise CvkitError(
-            "--vary: give one key (its values are the variants); use a study file for more"
-        )
+    """The study of ``cvkit study RECIPE --vary KEY=V1,V2 ...``: one variant per value of a
+    ``--vary`` key (named by its value); several keys give their cross product, in order,
+    each variant named by its values joined by ``+`` (``se+0.1``); the recipe alone
+    without ``--vary``."""
+    variants = [Variant("recipe", recipe)]
     if vary:
-        key, sep, text = vary[0].partition("=")
-        values = split_values(text)
-        if not sep or not key.strip() or not values:
-            raise CvkitError(f"--vary {vary[0]!r}: expected KEY=VALUE1,VALUE2,...")
-        variants = tuple(
-            Variant(_variant_name(value, "--vary"), recipe, (f"{key.strip()}={value}",))
-            for value in values
-        )
-    else:
-        variants = (Variant("recipe", recipe),)
+        variants = [Variant("", recipe)]
+        for option in vary:
+            key, sep, text = option.partition("=")
+            values = split_values(text)
+            if not sep or not key.strip() or not values:
+                raise CvkitError(f"--vary {option!r}: expected KEY=VALUE1,VALUE2,...")
+            variants = [
+                Variant(
+                    f"{v.name}+{_variant_name(value, '--vary')}".strip("+"),
+                    recipe,
+                    (*v.sets, f"{key.strip()}={value}"),
+                )
+                for v in variants
+                for value in values
+            ]
     return check_spec(
-        StudySpec(name, variants, parse_seeds(seeds), baseline or variants[0].name, tuple(sets)),
+        StudySpec(
+            name, tuple(variants), parse_seeds(seeds), baseline or variants[0].name, tuple(sets)
+        ),
         "--baseline",
     )
 
 
 def _variant_name(value: str, where: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", value).strip("_")
+    compact = re.sub(r"\s*=\s*", "=", value).replace('"', "").replace("'", "")  # name=se
+    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", compact).strip("_.")
     if not name:
         raise CvkitError(f"{where}: {value!r} gives no usable folder name")
     return name
@@ -167,7 +174,7 @@ def read_study_file(path: Path, extra_sets: Sequence[str] = ()) -> StudySpec:
         name = table.get("name")
         if not isinstance(name, str) or not _NAME.match(name):
             raise CvkitError(
-                f"{where}.name: expected a folder name (letters, digits, _ . = -), got {name!r}"
+                f"{where}.name: expected a folder name (letters, digits, _ . = + -), got {name!r}"
             )
         own = table.get("recipe")
         variants.append(

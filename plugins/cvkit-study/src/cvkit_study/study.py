@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -14,28 +15,36 @@ from cvkit import (
     CvkitError,
     Registry,
     RunInterrupted,
-    load_recipe,
+    load_recipe_noting,
     write_json,
     write_text_atomic,
 )
 from cvkit_study.execution import Execution, study_jobs
 from cvkit_study.spec import StudySpec
-from cvkit_study.statistics import read_run_metrics, summarise
+from cvkit_study.statistics import read_run, summarise
 from cvkit_study.summary import markdown, study_record
 
 
-def check_recipes(spec: StudySpec, registry: Registry) -> dict[str, Any]:
+def check_recipes(
+    spec: StudySpec, registry: Registry
+) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Each variant's recipe with its overrides (and the first seed), validated before
     anything runs, so a typo in one variant fails the study at once (CvkitError naming the
-    variant). Returns the resolved recipes by variant name."""
-    recipes = {}
+    variant). Returns the resolved recipes by variant name and, by variant, the lines of
+    the recipe's keys its ``--set`` of a component's name dropped (the new component does
+    not take them)."""
+    recipes, dropped = {}, {}
     for variant in spec.variants:
         overrides = [*spec.sets, *variant.sets, f"experiment.seed={spec.seeds[0]}"]
         try:
-            recipes[variant.name] = load_recipe(variant.recipe, overrides, registry=registry)
+            recipes[variant.name], notes = load_recipe_noting(
+                variant.recipe, overrides, registry=registry
+            )
         except CvkitError as error:
             raise CvkitError(f"variant {variant.name}: {error}") from None
-    return recipes
+        if notes:
+            dropped[variant.name] = notes
+    return recipes, dropped
 
 
 def study_folder(spec: StudySpec, output: Path | None, recipes: Mapping[str, Any]) -> Path:
@@ -75,10 +84,13 @@ def run_study(
     execution: Execution,
     registry: Registry,
     progress: Callable[[str], None] = lambda line: None,
+    effect: float | None = None,
 ) -> dict[str, Any]:
     """Run every (variant, seed) of ``spec`` not yet finished (resuming interrupted ones),
-    then write and return the summary (study.json; study.md beside it)."""
-    folder = study_folder(spec, output, check_recipes(spec, registry))
+    then write and return the summary (study.json; study.md beside it). ``effect``: the
+    accuracy difference (a fraction) whose power the summary states."""
+    recipes, dropped = check_recipes(spec, registry)
+    folder = study_folder(spec, output, recipes)
     jobs = study_jobs(spec, folder)
     claim_folder(folder, spec)
     count = len(jobs)
@@ -104,15 +116,52 @@ def run_study(
             exit_code=code,
         ) from None
     by_job = {(o["variant"], o["seed"]): o for o in outcomes}
-    runs: list[dict[str, Any]] = []
-    results: dict[str, dict[int, dict[str, float]]] = {}
-    for job in jobs:
-        outcome = by_job[(job.variant, job.seed)]
-        metrics = read_run_metrics(job.run_dir)
-        runs.append(outcome | {"metrics": metrics})
-        if metrics is not None:
-            results.setdefault(job.variant, {})[job.seed] = metrics
-    record = study_record(spec.name, spec.as_toml(), runs, summarise(results, spec.baseline))
+    runs = [by_job[(job.variant, job.seed)] | _kept(job.run_dir) for job in jobs]
+    return write_summary(folder, spec.name, spec.as_toml(), runs, effect, dropped)
+
+
+def _kept(run_dir: Path) -> dict[str, Any]:
+    """What study.json keeps of a run: read_run()'s metrics, samples and weights (metrics
+    None while it has no eval.json)."""
+    return read_run(run_dir) or {"metrics": None}
+
+
+def write_summary(
+    folder: Path,
+    name: str,
+    spec_toml: Mapping[str, Any],
+    runs: list[dict[str, Any]],
+    effect: float | None,
+    dropped: Mapping[str, list[str]],
+) -> dict[str, Any]:
+    """Summarise ``runs`` (study.json's run entries), write study.json and study.md in
+    ``folder`` and return the record (``dropped``: see :func:`check_recipes`)."""
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        if run.get("metrics") is not None:
+            results.setdefault(run["variant"], {})[run["seed"]] = run
+    statistics = summarise(results, spec_toml["study"]["baseline"], effect)
+    record = study_record(name, spec_toml, runs, statistics, effect, dropped)
     write_json(folder / "study.json", record)
     write_text_atomic(folder / "study.md", markdown(record))
     return record | {"dir": str(folder)}
+
+
+def resummarise(folder: Path, effect: float | None) -> dict[str, Any]:
+    """The statistics of the study in ``folder`` again, from its runs' eval.json files (from
+    the metrics study.json kept, for runs whose directory is gone), without running
+    anything: after cvkit's statistics change, or with another ``effect``."""
+    path = folder / "study.json"
+    if not path.is_file():
+        raise CvkitError(f"{folder}: no study.json here; expected a study directory")
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    spec_toml = {
+        "study": {k: stored[k] for k in ("name", "seeds", "baseline", "set")},
+        "variants": stored["variants"],
+    }
+    runs = []
+    for run in stored["runs"]:
+        found = read_run(Path(run["run_dir"]))
+        runs.append(run | found if found else run)
+    dropped = stored.get("dropped", {})
+    return write_summary(folder, stored["name"], spec_toml, runs, effect, dropped)
