@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from cvkit import CvkitError, load_recipe
-from cvkit.testing import TINY_RECIPE
+from cvkit.testing import TINY_RECIPE, cvkit_with_faults, fault_callbacks, stopped_and_continued
 from cvkit_tune.tune import read_space
 
 SPACE = """
@@ -67,9 +67,15 @@ def test_a_study_runs_its_trials_and_writes_the_best_recipe(tmp_path, run_cli, r
         assert (out / f"trial-{trial['number']}" / "recipe.toml").is_file()
     # a second process joins the same study through its storage URL
     storage = f"sqlite:///{out / 'study.db'}"
-    more = run_cli(*args, "--trials", "1", "--storage", storage, "--output", str(tmp_path / "b"))
-    assert more.exit_code == 0, more.output
+    more = run_cli(*args, "--trials", "4", "--storage", storage, "--output", str(tmp_path / "b"))
+    assert more.exit_code == 0, more.output  # --trials is the total: one more trial
     assert len(json.loads((tmp_path / "b" / "tune.json").read_text())["trials"]) == 4
+    assert (tmp_path / "b" / "trial-3" / "eval.json").is_file()
+    other = run_cli(*args[:-1], "experiment.epochs=3", "--trials", "5", "--storage", storage,
+                    "--output", str(tmp_path / "c"))  # fmt: skip
+    assert other.exit_code == 2 and "was created with other settings (recipe differ)" in (
+        other.stderr
+    )
 
 
 def test_optuna_s_messages_are_cvkit_lines_and_kept_in_tune_log(tmp_path, run_cli) -> None:
@@ -203,3 +209,66 @@ def test_a_pruned_trial_is_pruned_in_its_status_compare_and_report(tmp_path, reg
     status = run_status(run)
     assert status["status"] == "pruned" and "after epoch 1" in status["reason"]
     assert table.run_row(runs.read_run(run))["status"] == "pruned (1 epochs)"
+
+
+def test_the_same_command_continues_a_tune_and_refuses_other_settings(tmp_path, run_cli) -> None:
+    """--trials is the total; a finished tune run again runs nothing; other --set values
+    are refused naming what differs, and --force continues with them."""
+    space = '["optimizer.lr"]\ntype = "categorical"\nchoices = [0.05, 0.1, 0.2]\n'
+    first, out = tune_tiny(
+        tmp_path, run_cli, space, "--trials", "1", "--set", "experiment.epochs=1"
+    )
+    assert first.exit_code == 0, first.output
+    more, _ = tune_tiny(tmp_path, run_cli, space, "--trials", "2", "--set", "experiment.epochs=1")
+    assert more.exit_code == 0, more.output
+    assert "2 trials" in more.output and not (out / "trial-2").exists()
+    again, _ = tune_tiny(tmp_path, run_cli, space, "--trials", "2", "--set", "experiment.epochs=1")
+    assert again.exit_code == 0 and "2 trials" in again.output
+    other, _ = tune_tiny(tmp_path, run_cli, space, "--trials", "3", "--set", "experiment.epochs=2")
+    assert other.exit_code == 2
+    assert (
+        "holds a tune with other settings (recipe differ" in other.stderr
+        and "--force" in other.stderr
+    )
+    forced, _ = tune_tiny(
+        tmp_path, run_cli, space, "--trials", "3", "--set", "experiment.epochs=2", "--force"
+    )
+    assert forced.exit_code == 0, forced.output
+    assert list(out.glob("tune-settings.before-*.json"))
+
+
+def test_ctrl_c_stops_a_tune_and_the_same_command_continues_it_to_the_same_best(tmp_path) -> None:
+    """SIGINT in trial 0 (epoch 1, batch 2): exit 130 with one line and no traceback; the
+    same command resumes trial 0 from its last.pt (same number and parameters) and runs
+    the rest: every trial's parameters and value, and the best, are an uninterrupted tune's."""
+    import subprocess
+
+    recipe, space = tmp_path / "tiny.toml", tmp_path / "space.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    space.write_text(SPACE)
+    marker = tmp_path / "fired"
+    interrupt = fault_callbacks("interrupt", epoch=1, batch=2, marker=marker)
+
+    def tune(out: Path) -> subprocess.CompletedProcess:
+        return cvkit_with_faults(
+            "tune", str(recipe), "--space", str(space), "--trials", "3",
+            "--set", "experiment.epochs=2", "--set", interrupt, "--output", str(out), cwd=tmp_path,
+        )  # fmt: skip
+
+    whole, cut, again = stopped_and_continued(tune, marker, tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert cut.returncode == 130, cut.stderr
+    assert "Traceback" not in cut.stderr
+    errors = [line for line in cut.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "the same command continues it" in errors[0], cut.stderr
+    assert "trial-1" not in cut.stdout + cut.stderr  # no further trial started
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in (tmp_path / "cut" / "trial-0" / "run.log").read_text()
+
+    def trials(folder: str) -> tuple[list, dict]:
+        summary = json.loads((tmp_path / folder / "tune.json").read_text())
+        return [
+            (t["number"], t["state"], t["params"], t["value"]) for t in summary["trials"]
+        ], summary["best"]
+
+    assert trials("cut") == trials("whole")

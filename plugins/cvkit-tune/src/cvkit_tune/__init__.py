@@ -20,7 +20,13 @@ __all__ = ["register_commands", "tune_command"]
     required=True,
     help="TOML file: one table per recipe key with type, low/high (log, step) or choices.",
 )
-@click.option("--trials", type=int, default=20, show_default=True, help="Trials to run here.")
+@click.option(
+    "--trials",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Trials of the study in all (complete, pruned or failed), counting earlier ones.",
+)
 @click.option(
     "--storage",
     metavar="URL",
@@ -30,7 +36,12 @@ __all__ = ["register_commands", "tune_command"]
 @click.option(
     "--output",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Write the study to exactly this directory (absent or empty).",
+    help="The tune directory (default: <output_dir>/<experiment>-tune); running again continues it.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Continue a tune (or join a shared study) whose stored settings differ from these.",
 )
 @click.option(
     "--set",
@@ -78,6 +89,7 @@ def tune_command(
     storage: str | None,
     study_name: str | None,
     output: Path | None,
+    force: bool,
     overrides: tuple[str, ...],
     metric: str,
     direction: str | None,
@@ -91,8 +103,10 @@ def tune_command(
     test split is not evaluated while tuning); trials that fall behind earlier ones at the
     same epoch are pruned, and trials whose loss becomes NaN or infinite are recorded as
     failed while the study goes on. Writes best.toml (the best trial's resolved recipe) and
-    tune.json (every trial) to the tune directory, runs/<experiment>-tune/<time>/ unless
-    --output is given.
+    tune.json (every trial) to the tune directory, <output_dir>/<experiment>-tune/ unless
+    --output is given. Ctrl-C stops the tune at once (exit 130); the same command continues
+    it (the interrupted trial resumes from its last.pt, keeping its number and parameters)
+    until --trials trials are done; other settings are refused without --force.
     """
     # Optuna and the training engine load when a study runs, not whenever cvkit starts.
     from cvkit_tune.tune import tune
@@ -111,6 +125,7 @@ def tune_command(
         timeout=timeout,
         sampler=sampler,
         pruner=pruner,
+        force=force,
     )
     best = summary["best"]
     states = [t["state"] for t in summary["trials"]]

@@ -9,8 +9,10 @@ epoch. A trial whose loss or weights become NaN or infinite (normal in a learnin
 search) is recorded as failed, with the reason, and the study goes on. The study lives
 in ``<tune dir>/study.db`` (SQLite) unless ``storage`` names another Optuna storage (e.g.
 a PostgreSQL URL shared by several machines, each running ``cvkit tune`` with the same
-``--storage`` and ``--study-name``).
-The best trial's recipe is written to ``<tune dir>/best.toml``.
+``--storage`` and ``--study-name``); the tune's settings are kept in the tune directory and
+the study, and a tune with other settings is refused. Ctrl-C stops a tune at once; the same
+command continues it, resuming the interrupted trial from its last.pt, and ``--trials`` is
+the total. The best trial's recipe is written to ``<tune dir>/best.toml``.
 
 The search space is a TOML file with one table per recipe key::
 
@@ -28,9 +30,11 @@ The search space is a TOML file with one table per recipe key::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sys
+import time
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,10 +50,12 @@ from cvkit import (
     NonFiniteLossError,
     Priority,
     Registry,
+    RunInterrupted,
     TrainerView,
     dump_recipe,
     load_recipe,
-    new_run_dir,
+    resume,
+    run_status,
     train,
     write_json,
     write_status,
@@ -57,6 +63,9 @@ from cvkit import (
 )
 
 log = logging.getLogger("cvkit")
+trial_log = logging.getLogger("cvkit_tune")
+"""How each trial ended, in Optuna's words: to stderr and tune.log (see :func:`optuna_log`)."""
+trial_log.propagate = False
 
 METRICS = {"val/acc": "top1", "val/top5": "top5", "val/loss": "loss"}
 """What a trial may optimise (``--metric``): a validation metric reported after every
@@ -85,6 +94,46 @@ def make_sampler(name: str, space: Sequence[SearchParameter], seed: int) -> Any:
             "are numeric (give them choices, or use tpe or random)"
         )
     return optuna.samplers.GridSampler({p.key: list(p.choices) for p in space}, seed=seed)
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for a tune that asks and tells: the tune stops at the end of
+    the grid itself (Optuna's would call ``Study.stop``, valid only inside ``optimize``)."""
+
+    def after_trial(self, *args: Any) -> None:
+        pass
+
+    @property
+    def size(self) -> int:
+        """The number of combinations in the grid."""
+        return len(self._all_grids)
+
+
+@attrs.frozen
+class Samplers:
+    """The sampler of each trial: for trial k, ``name`` (one of :data:`SAMPLERS`) seeded
+    with ``seed + k``, so that what a trial is proposed depends on the earlier trials and
+    not on how many processes sampled them (a continued tune proposes what an uninterrupted
+    one would); the grid keeps one order (``seed``) and proposes trial k's combination."""
+
+    name: str
+    space: Sequence[SearchParameter]
+    seed: int
+    grid: Any = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        make_sampler(self.name, self.space, self.seed)  # a grid over numbers fails here
+        if self.name == "grid":
+            choices = {p.key: list(p.choices) for p in self.space}
+            object.__setattr__(self, "grid", _Grid(choices, seed=self.seed))
+
+    def for_trial(self, number: int) -> Any:
+        """The sampler of trial ``number``."""
+        return self.grid or make_sampler(self.name, self.space, self.seed + number)
+
+    def exhausted(self, done: int) -> bool:
+        """Whether a grid has had all its combinations once after ``done`` trials."""
+        return self.grid is not None and done >= self.grid.size
 
 
 def make_pruner(name: str) -> Any:
@@ -183,9 +232,9 @@ class ReportToTrial(Callback):
 
     priority = Priority.VERY_LOW  # after early stopping, which may end the run anyway
 
-    def __init__(self, trial: optuna.Trial, metric: str = "val/acc") -> None:
+    def __init__(self, trial: optuna.Trial, metric: str = "val/acc", start: int = 0) -> None:
         self.trial, self.metric = trial, metric
-        self.step = 0
+        self.step = start  # a resumed trial's epochs already reported
         self.pruned = False
 
     def on_epoch_end(self, trainer: TrainerView) -> None:
@@ -221,44 +270,150 @@ def tune(
     timeout: float | None = None,
     sampler: str = "tpe",
     pruner: str = "median",
+    force: bool = False,
 ) -> dict[str, Any]:
-    """Run ``trials`` trials (fewer when ``timeout`` seconds pass first) of a study over
-    ``recipe_path`` and ``space_path``, optimising ``metric`` (one of :data:`METRICS`) in
-    ``direction`` (default: :func:`default_direction`); returns the summary also written
-    to ``<tune dir>/tune.json`` (best value, parameters, recipe file)."""
+    """Bring the study over ``recipe_path`` and ``space_path`` to ``trials`` trials in all
+    (fewer when ``timeout`` seconds pass first), optimising ``metric`` (one of
+    :data:`METRICS`) in ``direction`` (default: :func:`default_direction`); returns the
+    summary also written to ``<tune dir>/tune.json`` (best value, parameters, recipe file).
+
+    The tune directory (``output``, else ``<output_dir>/<experiment>-tune``) and the Optuna
+    study keep the tune's settings: the same command again continues the tune, first
+    resuming its interrupted trials from their last.pt (each keeps its number and
+    parameters), and refuses other settings unless ``force``. Ctrl-C or SIGTERM stop it at
+    once: RunInterrupted (exit 130 or 143), the running trial left to be continued."""
     if trials < 1:
         raise CvkitError(f"--trials {trials}: expected at least 1")
     if metric not in METRICS:
         raise CvkitError(f"--metric {metric}: expected one of {', '.join(METRICS)}")
-    chosen_direction = optuna.study.StudyDirection[(direction or default_direction(metric)).upper()]
+    chosen = optuna.study.StudyDirection[(direction or default_direction(metric)).upper()]
     space = read_space(space_path)
     recipe = load_recipe(recipe_path, overrides, registry=registry)
     check_space(recipe_path, space, overrides, registry)
-    chosen_sampler = make_sampler(sampler, space, recipe.experiment.seed)
-    folder = new_run_dir(recipe.experiment.output_dir, f"{recipe.experiment.name}-tune", output)
+    samplers = Samplers(sampler, space, recipe.experiment.seed)  # a grid over numbers fails
+    folder = output or recipe.experiment.output_dir / f"{recipe.experiment.name}-tune"
+    name = study_name or recipe.experiment.name
+    settings = json.loads(  # as stored (JSON: tuples become lists), to compare with stored ones
+        json.dumps(
+            {
+                "recipe": dump_recipe(recipe, "the recipe every trial starts from"),
+                "space": [attrs.asdict(p) for p in space],
+                "metric": metric,
+                "direction": chosen.name.lower(),
+                "sampler": sampler,
+                "pruner": pruner,
+            }
+        )
+    )
+    claim_folder(folder, settings, force)
     storage = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     with optuna_log(folder / "tune.log"):
         study = optuna.create_study(
-            study_name=study_name or recipe.experiment.name,
+            study_name=name,
             storage=storage,
             load_if_exists=True,
-            direction=chosen_direction,
-            sampler=chosen_sampler,
+            direction=chosen,
             pruner=make_pruner(pruner),
         )
+        check_study(study, settings, folder, force)
         objective = Objective(recipe_path, space, overrides, folder, registry, metric)
-        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+        try:
+            run_trials(study, objective, trials, timeout, samplers)
+        except (RunInterrupted, KeyboardInterrupt) as stop:
+            code = getattr(stop, "exit_code", 130)
+            raise RunInterrupted(
+                f"tune {folder} {'terminated (SIGTERM)' if code == 143 else 'interrupted'} with "
+                f"{finished(study)} of {trials} trials done; the same command continues it "
+                "(the interrupted trial resumes from its last.pt)",
+                exit_code=code,
+            ) from None
     summary = summarise(study, storage, folder, metric)
     write_best_recipe(study, recipe_path, overrides, folder / "best.toml", registry, metric)
     write_json(folder / "tune.json", summary | {"best_recipe": str(folder / "best.toml")})
     return summary | {"best_recipe": str(folder / "best.toml"), "dir": str(folder)}
 
 
+DONE = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.FAIL,
+)
+"""The states of trials that count towards ``--trials``."""
+
+
+def finished(study: optuna.Study) -> int:
+    """How many of the study's trials are done (complete, pruned or failed)."""
+    return len(study.get_trials(deepcopy=False, states=DONE))
+
+
+def claim_folder(folder: Path, settings: dict[str, Any], force: bool) -> None:
+    """Keep ``settings`` in ``folder/tune-settings.json``, after checking that those
+    already there, if any, are the same (CvkitError naming what differs, unless ``force``:
+    then the new ones replace them, the old kept as tune-settings.before-<time>.json)."""
+    path = folder / "tune-settings.json"
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        differ = sorted(
+            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
+        )
+        if differ and not force:
+            raise CvkitError(
+                f"{folder} holds a tune with other settings ({', '.join(differ)} differ: the "
+                "recipe with its --set values, the space, metric, sampler or pruner); use "
+                "another --output, or --force to continue it with these"
+            )
+        if differ:
+            path.rename(folder / f"tune-settings.before-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    elif folder.is_dir() and any(folder.iterdir()):
+        raise CvkitError(f"--output {folder}: the directory holds something other than a tune")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, settings)
+
+
+def check_study(study: optuna.Study, settings: dict[str, Any], folder: Path, force: bool) -> None:
+    """A study joined through a shared storage must have been created with the same
+    settings (kept in its ``cvkit_settings`` user attribute), unless ``force``."""
+    stored = study.user_attrs.get("cvkit_settings")
+    if stored is not None and stored != settings and not force:
+        differ = sorted(
+            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
+        )
+        raise CvkitError(
+            f"study {study.study_name!r} was created with other settings ({', '.join(differ)} "
+            f"differ); its trials would not be comparable with {folder}'s. Use another "
+            "--study-name, or --force to join it anyway"
+        )
+    if stored != settings:
+        study.set_user_attr("cvkit_settings", settings)
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Objective,
+    total: int,
+    timeout: float | None,
+    samplers: Samplers,
+) -> None:
+    """Resume ``study``'s interrupted trials of ``objective``'s tune directory, then ask for
+    new ones (each from its own sampler, see :class:`Samplers`) until ``total`` are done,
+    a grid has been covered, or ``timeout`` seconds have passed."""
+    started = time.monotonic()
+    for frozen in objective.interrupted(study):
+        log.info("trial %d: resuming it", frozen.number)
+        study.sampler = samplers.for_trial(frozen.number)
+        objective.finish(study, optuna.trial.Trial(study, frozen._trial_id))
+    while finished(study) < total and not samplers.exhausted(len(study.trials)):
+        if timeout is not None and time.monotonic() - started >= timeout:
+            break
+        study.sampler = samplers.for_trial(len(study.trials))
+        objective.finish(study, study.ask())
+
+
 @contextlib.contextmanager
 def optuna_log(path: Path) -> Iterator[None]:
-    """Optuna's messages as cvkit's: plain lines on stderr (not Optuna's ``[I <time>]``
-    handler) and, with timestamps as in a run's run.log, appended to ``path`` (the tune
-    directory's tune.log)."""
+    """Optuna's messages and :data:`trial_log`'s as cvkit's: plain lines on stderr (not
+    Optuna's ``[I <time>]`` handler) and, with timestamps as in a run's run.log, appended
+    to ``path`` (the tune directory's tune.log)."""
     optuna_logger = logging.getLogger("optuna")
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter("%(message)s"))
@@ -266,13 +421,16 @@ def optuna_log(path: Path) -> Iterator[None]:
     logfile.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     optuna.logging.disable_default_handler()
     optuna.logging.disable_propagation()
-    optuna_logger.addHandler(console)
-    optuna_logger.addHandler(logfile)
+    trial_log.setLevel(logging.INFO)
+    for logger in (optuna_logger, trial_log):
+        logger.addHandler(console)
+        logger.addHandler(logfile)
     try:
         yield
     finally:
-        optuna_logger.removeHandler(console)
-        optuna_logger.removeHandler(logfile)
+        for logger in (optuna_logger, trial_log):
+            logger.removeHandler(console)
+            logger.removeHandler(logfile)
         logfile.close()
         optuna.logging.enable_default_handler()
 
@@ -295,7 +453,8 @@ class Objective:
     """One trial: a run of the recipe with the sampled values, in ``<folder>/trial-<N>/``,
     without the test split; its value is ``metric`` of the final evaluation's validation
     split. A run stopped on a NaN or infinite value returns NaN, which Optuna records as a
-    failed trial (the reason is the trial's ``failure`` attribute)."""
+    failed trial (the reason is the trial's ``failure`` attribute). A trial whose run
+    directory holds a started run (an interrupted tune) continues that run."""
 
     recipe_path: Path
     space: Sequence[SearchParameter]
@@ -305,23 +464,29 @@ class Objective:
     metric: str = "val/acc"
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values = {p.key: p.suggest(trial) for p in self.space}
+        values = {p.key: p.suggest(trial) for p in self.space}  # a resumed trial's own
         sets = [*self.overrides, *(assignment(k, v) for k, v in values.items())]
-        report = ReportToTrial(trial, self.metric)
+        reported = trial.storage.get_trial(trial._trial_id).intermediate_values
+        report = ReportToTrial(trial, self.metric, start=max(reported, default=0))
         run_dir = self.folder / f"trial-{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
         try:
-            result = train(
-                self.recipe_path,
-                overrides=sets,
-                output=run_dir,
-                registry=self.registry,
-                callbacks=[report],
-                evaluate_test=False,
-            )
+            if (run_dir / "recipe.toml").is_file():
+                result = resume(
+                    run_dir, registry=self.registry, callbacks=[report], evaluate_test=False
+                )
+            else:
+                _remove_leftovers(run_dir)
+                result = train(
+                    self.recipe_path,
+                    overrides=sets,
+                    output=run_dir,
+                    registry=self.registry,
+                    callbacks=[report],
+                    evaluate_test=False,
+                )
         except NonFiniteLossError as error:
             trial.set_user_attr("failure", str(error))
-            log.warning("trial %d failed: %s", trial.number, error)
             return math.nan
         if report.pruned:  # its run ended early on purpose: not a finished run
             write_status(
@@ -334,6 +499,51 @@ class Objective:
                 f"{self.recipe_path}: cvkit tune needs a validation split (data.val_split > 0)"
             )
         return float(val[METRICS[self.metric]])
+
+    def finish(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        """Run ``trial`` and tell ``study`` how it ended; an interrupted one (Ctrl-C,
+        SIGTERM: RunInterrupted) is left running, for the same command to continue."""
+        try:
+            value = self(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trial_log.info("Trial %d pruned.", trial.number)
+            return
+        except (RunInterrupted, KeyboardInterrupt):
+            raise
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        if math.isnan(value):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            trial_log.info("Trial %d failed: %s", trial.number, trial.user_attrs.get("failure"))
+            return
+        study.tell(trial, value)
+        trial_log.info(
+            "Trial %d finished with value %s and parameters %s. Best is trial %d with value %s.",
+            trial.number,
+            value,
+            trial.params,
+            study.best_trial.number,
+            study.best_value,
+        )
+
+    def interrupted(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+        """The study's trials left running in this tune directory by a tune that stopped
+        (its run interrupted or killed: no process holds its run directory)."""
+        return [
+            frozen
+            for frozen in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            if frozen.user_attrs.get("run_dir") == str(self.folder / f"trial-{frozen.number}")
+            and run_status(Path(frozen.user_attrs["run_dir"]))["status"] != "running"
+        ]
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """A trial killed before its run wrote recipe.toml leaves at most these: removed."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".lock", "env.json"}:
+        for leftover in run_dir.iterdir():
+            leftover.unlink()
 
 
 def summarise(
