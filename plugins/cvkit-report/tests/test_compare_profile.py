@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from cvkit import forward_flops, parameter_counts, restore
@@ -131,3 +132,60 @@ def test_profile_of_the_efficient_resnet_recipe(run_cli) -> None:
 def test_profile_refuses_bad_input(run_cli, tmp_path) -> None:
     result = run_cli("profile", str(tmp_path / "nothing"))
     assert result.exit_code == 2 and "no such recipe, run directory or checkpoint" in result.stderr
+
+
+def test_two_runs_are_tested_on_the_same_images_and_mcnemar_agrees_with_statsmodels(
+    tmp_path, registry, run_cli
+) -> None:
+    """predictions.npz holds every test image's predicted class and true-class probability
+    (their accuracy is eval.json's); McNemar's exact p is statsmodels'; the bootstrap
+    interval is about the normal-theory one; runs on other images are refused."""
+    import numpy as np
+
+    tables = pytest.importorskip("statsmodels.stats.contingency_tables")  # with cvkit-study
+
+    from cvkit import train
+    from cvkit.testing import TINY_RECIPE
+
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_RECIPE.format(runs=tmp_path.as_posix()))
+    bigger = ["data.dataset.test_size=400", "experiment.epochs=2"]
+    runs = {
+        name: train(recipe, overrides=[*bigger, *sets], registry=registry, output=tmp_path / name)
+        for name, sets in (("a", ["optimizer.lr=0.2"]), ("b", ["optimizer.lr=0.01"]))
+    }
+    outcome = {}
+    for name, result in runs.items():
+        with np.load(result.run_dir / "predictions.npz") as stored:
+            right = stored["test_predicted"] == stored["test_labels"]
+            probability = stored["test_true_probability"]
+        assert len(right) == 400 and right.mean() == pytest.approx(
+            result.evaluation["test"]["top1"]
+        )
+        assert ((probability >= 0) & (probability <= 1)).all()
+        outcome[name] = right
+    table = [
+        [np.sum(outcome["a"] & outcome["b"]), np.sum(outcome["a"] & ~outcome["b"])],
+        [np.sum(~outcome["a"] & outcome["b"]), np.sum(~outcome["a"] & ~outcome["b"])],
+    ]
+    assert table[0][1] + table[1][0] > 0  # the runs disagree on some images
+    done = run_cli(
+        "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--test", "mcnemar", "--json"
+    )
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.output)
+    assert result["split"] == "test" and result["images"] == 400
+    assert result["p_value"] == pytest.approx(tables.mcnemar(table, exact=True).pvalue, rel=1e-9)
+    assert (result["only_a_right"], result["only_b_right"]) == (table[0][1], table[1][0])
+    interval = run_cli(
+        "compare", str(tmp_path / "a"), str(tmp_path / "b"), "--test", "bootstrap", "--json"
+    )
+    low, high = json.loads(interval.output)["ci95"]
+    difference = outcome["a"].astype(float) - outcome["b"].astype(float)
+    half = 1.96 * difference.std(ddof=1) / np.sqrt(400)
+    assert low < difference.mean() < high
+    assert (high - low) / 2 == pytest.approx(half, rel=0.1)
+    other = train(recipe, overrides=["data.dataset.test_size=401", "experiment.epochs=1"],
+                  registry=registry, output=tmp_path / "other")  # fmt: skip
+    refused = run_cli("compare", str(tmp_path / "a"), str(other.run_dir), "--test", "mcnemar")
+    assert refused.exit_code == 2 and "not evaluated on the same test images" in refused.stderr

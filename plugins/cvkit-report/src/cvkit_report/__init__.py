@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cvkit import cli_registry, hookimpl
+from cvkit import CvkitError, cli_registry, hookimpl
 
 __all__ = ["compare_command", "profile_command", "register_commands", "report_command"]
 
@@ -60,16 +60,31 @@ def report_command(
     matrices, per-class scores, ROC and precision-recall curves, reliability before and
     after temperature scaling, t-SNE of features, Grad-CAM, weight distributions and an
     architecture summary; for several runs also a table and accuracy-vs-cost plots.
+    A `cvkit study` directory adds, first, its statistics: the per-variant table with
+    intervals, a forest plot of the paired differences with their Holm-adjusted p, every
+    seed as a dot, and the power of each accuracy comparison.
     Every figure is also written as PNG and SVG. Opens offline from disk."""
     from cvkit_report.page import ReportSettings, build_report
-    from cvkit_report.runs import find_runs
+    from cvkit_report.runs import find_runs, study_dirs
 
-    found = find_runs(runs)
-    folder = out or (found[0].path / "report" if len(found) == 1 else Path("report"))
+    studies = study_dirs(runs)
+    try:
+        found = find_runs(runs)
+    except CvkitError:
+        if not studies:
+            raise
+        found = []  # a study summarised from its study.json, its run directories elsewhere
+    folder = out or (
+        studies[0] / "report"
+        if len(studies) == 1 and len(runs) == 1
+        else found[0].path / "report"
+        if len(found) == 1 and not studies
+        else Path("report")
+    )
     settings = ReportSettings(
         dpi=dpi, tsne_sample=tsne_sample, gradcam_images=gradcam_images, model_panels=not no_model
     )
-    page = build_report(found, folder, settings, cli_registry())
+    page = build_report(found, folder, settings, cli_registry(), studies)
     click.echo(f"report: {page}")
 
 
@@ -82,18 +97,42 @@ def report_command(
 @click.option("--json", "as_format", flag_value="json", help="Print JSON rows.")
 @click.option("--csv", "as_format", flag_value="csv", help="Print CSV.")
 @click.option("--markdown", "as_format", flag_value="markdown", help="Print a markdown table.")
+@click.option(
+    "--test",
+    type=click.Choice(["mcnemar", "bootstrap"]),
+    help="With two runs: test them on the same images from their per-image predictions "
+    "(McNemar's exact test, or a paired bootstrap interval of the accuracy difference).",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["val", "test"]),
+    help="The split --test uses (default: test when both runs have it, else val).",
+)
 def compare_command(
-    runs: tuple[str, ...], sort: str | None, descending: bool, as_format: str | None
+    runs: tuple[str, ...],
+    sort: str | None,
+    descending: bool,
+    as_format: str | None,
+    test: str | None,
+    split: str | None,
 ) -> None:
     """Put RUNS (run directories, folders of runs, or glob patterns) side by side: status,
     seed, parameters, FLOPs, best and last validation accuracy, test accuracy, wall time
     and training images/s, then one column per recipe key whose value differs between
     the runs. A `cvkit study` directory gives its runs (named variant/seed-k) and, below the
-    table, its statistics (study.md)."""
-    from cvkit_report.runs import find_runs, study_summaries
+    table, its statistics (study.md). With --test and two runs: a paired test of the two
+    on the same images (their predictions.npz; the split hashes must agree)."""
+    from cvkit_report.runs import find_runs, study_dirs
     from cvkit_report.table import as_csv, as_markdown, as_rich_table, runs_table
 
-    columns, rows = runs_table(find_runs(runs), sort, descending)
+    found = find_runs(runs)
+    if test is not None:
+        from cvkit_report.paired_test import describe, paired_test
+
+        result = paired_test(found, test, split)
+        click.echo(json.dumps(result, indent=2) if as_format == "json" else describe(result))
+        return
+    columns, rows = runs_table(found, sort, descending)
     if as_format == "json":
         click.echo(json.dumps(rows, indent=2))
     elif as_format == "csv":
@@ -109,8 +148,9 @@ def compare_command(
         width = None if sys.stdout.isatty() else 400
         Console(width=width).print(as_rich_table(columns, rows))
     if as_format in (None, "markdown"):
-        for summary in study_summaries(runs):
-            click.echo("\n" + summary.read_text(encoding="utf-8"), nl=False)
+        for folder in study_dirs(runs):
+            if (folder / "study.md").is_file():
+                click.echo("\n" + (folder / "study.md").read_text(encoding="utf-8"), nl=False)
 
 
 @click.command("profile")

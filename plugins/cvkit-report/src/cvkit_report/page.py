@@ -27,7 +27,7 @@ from cvkit import (
     restore,
     write_text_atomic,
 )
-from cvkit_report import figures
+from cvkit_report import figures, study_panels
 from cvkit_report.model_panels import (
     architecture_summary,
     collect_outputs,
@@ -36,7 +36,7 @@ from cvkit_report.model_panels import (
     weight_tensors,
 )
 from cvkit_report.runs import RunRecord
-from cvkit_report.table import cell, run_row, runs_table
+from cvkit_report.table import cell, compact, run_row, runs_table
 
 log = logging.getLogger("cvkit")
 
@@ -87,12 +87,17 @@ def slug(text: str) -> str:
 
 
 def build_report(
-    runs: Sequence[RunRecord], out: Path, settings: ReportSettings, registry: Registry
+    runs: Sequence[RunRecord],
+    out: Path,
+    settings: ReportSettings,
+    registry: Registry,
+    studies: Sequence[Path] = (),
 ) -> Path:
-    """Write the figures of ``runs`` and index.html to ``out`` (created); returns the page."""
+    """Write the figures of ``runs`` (after those of the ``cvkit study`` directories
+    ``studies``) and index.html to ``out`` (created); returns the page."""
     out.mkdir(parents=True, exist_ok=True)
     writer = _Writer(out, settings.dpi)
-    sections: list[Section] = []
+    sections: list[Section] = [_study_section(folder, writer) for folder in studies]
     several = len(runs) > 1
     if several:
         sections.append(_comparison(runs, writer, registry if settings.model_panels else None))
@@ -100,9 +105,39 @@ def build_report(
         prefix = f"{slug(run.name)}-" if several else ""
         sections.extend(_run_sections(run, prefix, writer, settings, registry))
     page = out / "index.html"
-    title = "cvkit report: " + ", ".join(run.name for run in runs)
+    names = [f"study {folder.name}" for folder in studies] + [run.name for run in runs]
+    title = "cvkit report: " + ", ".join(names)
     write_text_atomic(page, _page(title, sections))
     return page
+
+
+def _study_section(folder: Path, writer: _Writer) -> Section:
+    """A study's statistics (see :mod:`cvkit_report.study_panels`)."""
+    study = study_panels.read_study(folder)
+    name = study["name"]
+    section = Section(f"Study {name}")
+    columns, rows = study_panels.variant_rows(study)
+    section.html.append(
+        f"<p>{len(study['seeds'])} seeds x {len(study['variants'])} variants, baseline "
+        f"{html.escape(study['baseline'])}: mean ± sample sd [95% confidence interval, "
+        "Student's t]; accuracies and ECE in percent, losses in nats.</p>"
+    )
+    section.html.append(_table(columns, rows))
+    section.notes += [f"warning: {line}" for line in study_panels.warnings(folder)]
+    section.notes += study_panels.power_lines(study)
+    if any(entry.get("vs_baseline") for entry in study["statistics"].values()):
+        stem = writer.save(study_panels.forest_plot(study), f"{slug(name)}-differences")
+        section.figures.append(
+            (
+                stem,
+                f"Paired differences from {study['baseline']} by seed: mean, 95% t interval "
+                "(thick), bootstrap interval (thin), Holm-adjusted p over the study's comparisons",
+            )
+        )
+    for metric in study_panels.shown_metrics(study)[:2]:
+        stem = writer.save(study_panels.seed_dots(study, metric), f"{slug(name)}-{metric}-seeds")
+        section.figures.append((stem, f"{metric} of every run; a line joins one seed's runs"))
+    return section
 
 
 def _comparison(runs: Sequence[RunRecord], writer: _Writer, registry: Registry | None) -> Section:
@@ -116,7 +151,8 @@ def _comparison(runs: Sequence[RunRecord], writer: _Writer, registry: Registry |
                     f"{run.name}: parameters and FLOPs counted from its checkpoint "
                     "(its eval.json predates recording them)"
                 )
-    section.html.append(_table(columns, [[cell(c, row[c]) for c in columns] for row in rows]))
+    shown, compacted = compact(columns, rows)  # many differing keys: one changes column
+    section.html.append(_table(shown, [[cell(c, row[c]) for c in shown] for row in compacted]))
     section.figures.append(
         (
             writer.save(figures.overlay_curves(runs), "overlay-curves"),
@@ -385,7 +421,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; 
 h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 figure { margin: 1.5em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: .9em; color: #555; } figcaption a { margin-left: .5em; }
-table { border-collapse: collapse; font-size: .85em; margin: 1em 0; }
+table { border-collapse: collapse; font-size: .85em; margin: 1em 0; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ddd; padding: .25em .6em; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note { color: #7a4b00; font-size: .9em; } details { margin: 1em 0; }

@@ -103,14 +103,13 @@ def find_runs(patterns: Sequence[str]) -> list[RunRecord]:
     return [read_run(path) for path in found]
 
 
-def study_summaries(patterns: Sequence[str]) -> list[Path]:
-    """The study.md of every ``cvkit study`` directory that ``patterns`` name."""
+def study_dirs(patterns: Sequence[str]) -> list[Path]:
+    """The ``cvkit study`` directories (those with a study.json) that ``patterns`` name."""
     found = []
     for pattern in patterns:
         for match in sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]:
-            summary = Path(match) / "study.md"
-            if summary.is_file():
-                found.append(summary)
+            if (Path(match) / "study.json").is_file():
+                found.append(Path(match))
     return found
 
 
