@@ -155,17 +155,20 @@ def test_usage_errors_exit_2(args, run_cli) -> None:
 
 
 def test_an_unexpected_error_exits_1_with_a_traceback(tmp_path: Path) -> None:
+    """A bug in a plugin's code while a run trains (not its factory refusing to build)."""
     source = textwrap.dedent(
         '''
-        from cvkit import hookimpl
+        from cvkit import Callback, hookimpl
 
-        def crash(num_classes: int, in_channels: int):
+        class Crash(Callback):
             """Always fails: a bug, not bad input."""
-            raise RuntimeError("bug in the plugin")
+
+            def on_epoch_end(self, trainer):
+                raise RuntimeError("bug in the plugin")
 
         @hookimpl
-        def register_models(register):
-            register("crash", crash)
+        def register_callbacks(register):
+            register("crash", Crash)
         '''
     )
     site = make_distribution(
@@ -176,7 +179,53 @@ def test_an_unexpected_error_exits_1_with_a_traceback(tmp_path: Path) -> None:
         {"cvkit_crash.py": source},
     )
     result = run_cvkit(
-        "check", str(QUICKSTART), "--set", "model=crash", env={"PYTHONPATH": str(site)}
-    )
+        "run", str(QUICKSTART), "--set", "callbacks=[{ name = \"crash\" }]",
+        "--set", "experiment.epochs=1", "--output", str(tmp_path / "run"),
+        env={"PYTHONPATH": str(site)},
+    )  # fmt: skip
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "bug in the plugin" in result.stderr
+
+
+def test_any_exception_from_a_factory_is_one_line_naming_it_and_its_parameters(
+    tmp_path: Path,
+) -> None:
+    """timm's blocks raise TypeError and AssertionError when built with what they refuse:
+    that was a traceback (only ValueError became one line)."""
+    source = textwrap.dedent(
+        '''
+        from torch import nn
+        from cvkit import hookimpl
+
+        class Picky(nn.Module):
+            """Refuses most settings the way libraries do."""
+
+            def __init__(self, channels: int, heads: int = 3) -> None:
+                super().__init__()
+                assert heads < 100
+                if channels % heads:
+                    raise TypeError(f"{channels} is not divisible by {heads}")
+
+        @hookimpl
+        def register_attention(register):
+            register("picky", Picky, examples=[])
+        '''
+    )
+    site = make_distribution(
+        tmp_path / "site",
+        "cvkit-picky",
+        "0.1",
+        {"picky": "cvkit_picky"},
+        {"cvkit_picky.py": source},
+    )
+    for heads, error in (
+        ("5", "TypeError: 32 is not divisible by 5"),
+        ("128", "AssertionError: (no message)"),
+    ):
+        result = run_cvkit(
+            "check", str(QUICKSTART), "--set", "model.attention={ name = \"picky\", heads = " + heads + " }",
+            env={"PYTHONPATH": str(site)},
+        )  # fmt: skip
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert f"attention/picky(heads={heads}) could not be built: {error}" in line

@@ -328,8 +328,10 @@ def test_check_catches_an_attention_block_that_changes_the_shape(
     )
     assert result.exit_code == 2
     assert (
-        "attention/shrinking_gate breaks the attention contract: attention block on input "
-        "(4, 64, 7, 6) torch.float32: output shape (4, 63, 7, 6) != input shape"
+        "model: attention/shrinking_gate at model.features.3 (input 2x32x8x8) breaks the "
+        "attention contract on its input from the 2x1x8x8 images augment.train makes from "
+        "data.dataset (dataset/digits: 1-channel 8x8 images, 10 classes): output shape 2x31x8x8 "
+        "!= input shape"
     ) in result.stderr
     assert "Traceback" not in result.output
 

@@ -117,7 +117,9 @@ def test_a_bad_registration_is_reported(site: Path) -> None:
     )
     (plugin,) = [p for p in load_registry().plugins if p.dist == "cvkit-badsig"]
     assert plugin.errors == [
-        "register_attention: TypeError: attention/wide: factory must accept channels (missing channels)"
+        "register_attention: TypeError: attention/wide: factory must accept channels (missing "
+        "channels; a factory that calls it otherwise registers with runtime={'channels': "
+        "'<its name>'})"
     ]
 
 

@@ -20,7 +20,7 @@ from cvkit.version import __version__
 if TYPE_CHECKING:
     from cvkit.cli import cli_registry as cli_registry
     from cvkit.commands.profile import profile_model as profile_model
-    from cvkit.commands.run import RunResult as RunResult, train as train
+    from cvkit.commands.run import RunResult as RunResult, resume as resume, train as train
     from cvkit.commands.rundir import (
         new_run_dir as new_run_dir,
         run_status as run_status,

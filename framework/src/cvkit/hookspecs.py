@@ -10,7 +10,7 @@ callback; the plugin calls it once per component::
     def register_attention(register):
         register("se", SqueezeExcitation)
 
-``register(name, factory, *, examples=None)``:
+``register(name, factory, *, examples=None, runtime=None, constraints=None)``:
 
 - ``name``: lower-case identifier, unique within its kind (``[a-z0-9][a-z0-9_.-]*``).
 - ``factory``: a function or class. Its keyword parameters (names, type hints, defaults)
@@ -24,6 +24,11 @@ callback; the plugin calls it once per component::
 - ``examples``: parameter tables the contract tests in :mod:`cvkit.testing` build the
   component with (default: one example, all defaults). Pass ``[]`` for a component that
   cannot be built without outside resources (a dataset that needs files).
+- ``runtime``: the factory's names for the runtime arguments where they differ, e.g.
+  ``{"channels": "dim"}`` for a library block taking ``dim``, so a class registers as it
+  is, without a wrapper.
+- ``constraints`` (attention blocks): the inputs the block takes, as data, see
+  :mod:`cvkit.registry.constraints` (``{"channels_multiple_of": "num_heads"}``).
 
 A factory of any kind that declares a ``registry`` parameter receives the registry building
 it (to build other components, or a trained model with :func:`cvkit.load_trained_model`).
@@ -62,6 +67,8 @@ class Register(Protocol):
         factory: Callable[..., Any],
         *,
         examples: Sequence[Mapping[str, Any]] | None = None,
+        runtime: Mapping[str, str] | None = None,
+        constraints: Any = None,
     ) -> None: ...
 
 
@@ -93,7 +100,9 @@ def register_attention(register: Register) -> None:
 
     ``factory(channels: int, **params) -> torch.nn.Module``. The module maps
     (N, channels, H, W) to a tensor of the same shape and dtype, for any N >= 1 and any
-    H, W >= 1; in eval mode its output for a sample does not depend on the rest of the batch.
+    H, W >= 1, unless its registration declares ``constraints`` (channels a multiple of k,
+    sizes a multiple of k or at least k, a fixed size); in eval mode its output for a sample
+    does not depend on the rest of the batch.
     """
 
 

@@ -14,6 +14,7 @@ cache directory is writable). ``--strict-plugins`` always loads the plugins.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -134,8 +135,21 @@ def _default_data(parameter: Parameter) -> Any:
     try:
         json.dumps(data)
     except (TypeError, ValueError):
-        return getattr(parameter.default, "__qualname__", repr(parameter.default))
+        return qualified_name(parameter.default)
     return data
+
+
+def qualified_name(value: Any) -> str:
+    """A class or function as ``module.QualName`` (``torch.nn.modules.activation.ReLU``), a
+    ``functools.partial`` as ``partial(module.name, k=v)``, anything else as its repr."""
+    if isinstance(value, functools.partial):
+        fixed = [repr(a) for a in value.args] + [f"{k}={v!r}" for k, v in value.keywords.items()]
+        return f"partial({', '.join([qualified_name(value.func), *fixed])})"
+    qualname = getattr(value, "__qualname__", None)
+    if isinstance(qualname, str):
+        module = getattr(value, "__module__", None)
+        return f"{module}.{qualname}" if module else qualname
+    return repr(value)
 
 
 def catalog_of(registry: Registry, commands: Sequence[CommandEntry]) -> Catalog:

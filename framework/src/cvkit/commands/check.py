@@ -13,20 +13,20 @@ import torch
 
 from cvkit.data.batches import check_order
 from cvkit.data.tensors import ImageDataset
-from cvkit.engine.agreement import check_agreement
+from cvkit.engine.agreement import Agreement, check_agreement, describe_block
 from cvkit.engine.build import (
     BuiltComponents,
     build_components,
     build_dataset,
     trainable_parameters,
 )
-from cvkit.engine.contracts import ATTENTION_PROBE, attention_case
+from cvkit.engine.contracts import ATTENTION_PROBE, ComponentRaised, attention_case
 from cvkit.engine.stage import check_init_modules
 from cvkit.errors import CvkitError
 from cvkit.hookspecs import capability
 from cvkit.recipe.loading import load_recipe_noting
 from cvkit.recipe.schema import Recipe, StageSettings
-from cvkit.registry.registry import Registry
+from cvkit.registry.registry import ComponentBuilder, Registry
 from cvkit.registry.specs import ComponentSpec
 
 
@@ -88,14 +88,26 @@ def _check_stage(
     registry.build(recipe.procedure)
     check_order(built.train_augment, "augment.train")
     check_order(built.eval_augment, "augment.eval")
-    for spec in _attention_specs(recipe.model.params):
-        check_attention_block(spec, registry)
+    agreement = forward_pass(recipe, built, dataset)
+    if agreement is not None:  # each block at the input the model gives it
+        probed = set()
+        for block in agreement.attention:
+            if (id(block.built.builder), block.shape[1:]) not in probed:
+                probed.add((id(block.built.builder), block.shape[1:]))
+                check_attention_block(
+                    block.built.builder, block.shape[1:], describe_block(recipe, block)
+                )
+    else:  # the image size is unknown before reading data: a probe within its constraints
+        for spec in _attention_specs(recipe.model.params):
+            builder = registry.bind(spec)
+            where = f"{spec.where}: {spec.key}" if spec.where else spec.key
+            check_attention_block(builder, builder.constraints.probe(ATTENTION_PROBE)[1:], where)
     return StageCheck(
         name=settings.name if settings is not None else "",
         model=recipe.model.key,
         params=trainable_parameters(built.model),
         total_params=sum(p.numel() for p in built.model.parameters()),
-        input_shape=forward_pass(recipe, built, dataset),
+        input_shape=agreement.input_shape if agreement is not None else None,
     )
 
 
@@ -110,30 +122,30 @@ def _attention_specs(params: Mapping[str, Any]) -> Iterator[ComponentSpec]:
                 yield from _attention_specs(item.params)
 
 
-def check_attention_block(spec: ComponentSpec, registry: Registry) -> None:
-    """The attention contract of ``spec``'s block on one input of :data:`ATTENTION_PROBE`."""
-    x = torch.randn(ATTENTION_PROBE, generator=torch.Generator().manual_seed(0))
-    where = f"{spec.where}: " if spec.where else ""
+def check_attention_block(builder: ComponentBuilder, shape: tuple[int, ...], where: str) -> None:
+    """The attention contract of ``builder``'s block on one input of 4 images of ``shape``
+    (C, H, W); CvkitError naming ``where`` (the block), the input, what failed (an exception
+    the block raised: its type and text) and its declared constraints."""
+    x = torch.randn((4, *shape), generator=torch.Generator().manual_seed(0))
+    declared = builder.constraints
+    constraints = f" (it declares {declared})" if declared.declared else ""
     try:
-        attention_case(registry.bind(spec), x)
+        attention_case(builder, x, parameters_move=False)
     except AssertionError as error:
-        raise CvkitError(f"{where}{spec.key} breaks the attention contract: {error}") from None
-    except CvkitError:
-        raise
-    except Exception as error:
+        raise CvkitError(f"{where} breaks the attention contract: {error}{constraints}") from None
+    except ComponentRaised as error:
         raise CvkitError(
-            f"{where}{spec.key} fails on an input of shape {ATTENTION_PROBE}: "
-            f"{type(error).__name__}: {error}"
+            f"{where} fails on an input {tuple(x.shape)}: {error}{constraints}"
         ) from None
 
 
 def forward_pass(
     recipe: Recipe, components: BuiltComponents, dataset: ImageDataset
-) -> tuple[int, ...] | None:
+) -> Agreement | None:
     """Check that the recipe agrees with its data (:func:`cvkit.engine.agreement.check_agreement`)
     on 2 random images of the dataset's size (its ``image_size``, else ``data.image_size``);
-    returns the evaluation batches' shape, or None when the size is unknown before reading
-    data."""
+    returns what it saw (the evaluation batches' shape, the attention blocks' inputs), or
+    None when the size is unknown before reading data."""
     size = capability(dataset, "image_size") or recipe.data.input_size
     if size is None:
         return None

@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
+import attrs
 import torch
 from torch import Tensor, nn
 
@@ -31,6 +33,7 @@ from cvkit.data.memory import check_fits
 from cvkit.errors import CvkitError, short_reason
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import Recipe
+from cvkit.registry.registry import BuiltAttention, built_attention
 
 ACTIVATION_FACTOR = 64
 """A rough bound of a CNN's activations per input value, to refuse absurd input sizes."""
@@ -45,6 +48,25 @@ def describe_data(recipe: Recipe, images: Tensor, num_classes: int) -> str:
     )
 
 
+@attrs.frozen
+class AttentionInput:
+    """An attention block of the model as a forward pass met it: its module path, what the
+    registry built it as, and the shape (N, C, H, W) of its input."""
+
+    path: str
+    built: BuiltAttention
+    shape: tuple[int, ...]
+
+
+@attrs.frozen
+class Agreement:
+    """What :func:`check_agreement` saw: the shape of the evaluation batches (the last
+    path's model input) and the attention blocks' inputs on that path."""
+
+    input_shape: tuple[int, ...]
+    attention: tuple[AttentionInput, ...] = ()
+
+
 def check_agreement(
     recipe: Recipe,
     model: nn.Module,
@@ -52,12 +74,13 @@ def check_agreement(
     augmentations: dict[str, Sequence[nn.Module]],
     images: Tensor,
     num_classes: int,
-) -> tuple[int, ...]:
+) -> Agreement:
     """Run ``images`` (uint8 (N, C, H, W), N >= 2, on the CPU) through each path of
     ``augmentations`` (``{"augment.train": [...], "augment.eval": [...]}``, built from the
     recipe's lists of those keys), ``model`` and ``loss``; CvkitError naming the first
-    component that does not agree with the data (see the module docstring). Returns the
-    shape of the last path's model input (the evaluation batches')."""
+    component that does not agree with the data (see the module docstring), an attention
+    block by its module path, its input and the constraint it declares that the input
+    breaks. Returns the :class:`Agreement`."""
     data = describe_data(recipe, images, num_classes)
     size = recipe.data.input_size or list(images.shape[-2:])
     shape = (images.shape[0], images.shape[1], *size)
@@ -68,11 +91,12 @@ def check_agreement(
         f"{where}a forward pass of {'x'.join(map(str, shape))} images",
     )
     labels = torch.arange(images.shape[0]) % num_classes
+    seen: tuple[AttentionInput, ...] = ()
     with torch.random.fork_rng(devices=[]), torch.no_grad(), _evaluation_mode(model):
         for key, chain in augmentations.items():
             batch, targets, made_targets = _augmented(recipe, key, chain, images, labels, data)
             shape = tuple(batch.shape)
-            logits = _logits(recipe, model, batch, key, data)
+            logits, seen = _logits(recipe, model, batch, key, data)
             if tuple(logits.shape) != (batch.shape[0], num_classes):
                 raise CvkitError(
                     f"model ({recipe.model.key}) gives logits of shape {tuple(logits.shape)} on "
@@ -80,7 +104,7 @@ def check_agreement(
                     f"{num_classes})"
                 )
             _check_loss(recipe, loss, logits.cpu(), targets, batch.cpu(), made_targets, data)
-    return shape
+    return Agreement(shape, seen)
 
 
 def _augmented(
@@ -119,20 +143,110 @@ def _augmented(
     return batch, targets, made_targets
 
 
-def _logits(recipe: Recipe, model: nn.Module, batch: Tensor, key: str, data: str) -> Tensor:
+def _logits(
+    recipe: Recipe, model: nn.Module, batch: Tensor, key: str, data: str
+) -> tuple[Tensor, tuple[AttentionInput, ...]]:
+    """The model's logits on ``batch``, and the inputs its attention blocks met."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        logits = model(batch.to(device))
-    except Exception as error:
-        raise CvkitError(
-            f"model ({recipe.model.key}) does not agree with {data}: a forward pass of the "
-            f"{'x'.join(map(str, batch.shape))} images {key} makes failed: {short_reason(error)}"
-        ) from None
+    images = f"the {'x'.join(map(str, batch.shape))} images {key} makes"
+    with _watching_attention(model) as watch:
+        try:
+            logits = model(batch.to(device))
+        except _ShapeChanged as changed:
+            raise CvkitError(
+                f"{describe_block(recipe, changed.block)} breaks the attention contract on its "
+                f"input from {images} from {data}: output shape "
+                f"{'x'.join(map(str, changed.shape))} != input shape"
+            ) from None
+        except Exception as error:
+            if watch.running:  # inside an attention block: name it
+                block = watch.running[-1]
+                raise CvkitError(
+                    f"{describe_block(recipe, block)} failed on its input from {images} from "
+                    f"{data}: {type(error).__name__}: {str(error) or '(no message)'}"
+                    + _broken(block)
+                ) from None
+            raise CvkitError(
+                f"model ({recipe.model.key}) does not agree with {data}: a forward pass of "
+                f"{images} failed: {short_reason(error)}"
+            ) from None
+    for block in watch.seen:
+        if block.built.constraints.violations(block.shape):
+            raise CvkitError(
+                f"{describe_block(recipe, block)} does not take its input from {images} from "
+                f"{data}" + _broken(block)
+            )
     if not isinstance(logits, Tensor):
         raise CvkitError(
             f"model ({recipe.model.key}) returned {type(logits).__name__}, not a logits tensor"
         )
-    return logits
+    return logits, tuple(watch.seen)
+
+
+def describe_block(recipe: Recipe, block: AttentionInput) -> str:
+    """``<recipe>:<line>: model: attention/se at model.layers.2.attention (input 2x64x8x8)``."""
+    prefix = f"{recipe.model.where}: " if recipe.model.where else ""
+    shape = "x".join(map(str, block.shape))
+    return f"{prefix}{block.built.key} at model.{block.path} (input {shape})"
+
+
+def _broken(block: AttentionInput) -> str:
+    """``; it declares ..., and this input breaks it: ...`` when it does."""
+    broken = block.built.constraints.violations(block.shape)
+    if not broken:
+        return ""
+    return f"; it declares {block.built.constraints}, and this input breaks it: {'; '.join(broken)}"
+
+
+class _ShapeChanged(Exception):
+    """An attention block returned another shape than its input's."""
+
+    def __init__(self, block: AttentionInput, shape: tuple[int, ...]) -> None:
+        super().__init__(block.path)
+        self.block, self.shape = block, shape
+
+
+@attrs.define
+class _Watch:
+    """The attention blocks a forward pass is in (``running``, innermost last) and those it
+    met (``seen``), by their module paths."""
+
+    running: list[AttentionInput] = attrs.field(factory=list)
+    seen: list[AttentionInput] = attrs.field(factory=list)
+
+
+@contextlib.contextmanager
+def _watching_attention(model: nn.Module) -> Iterator[_Watch]:
+    """Hooks on the model's attention blocks (those the registry built) for the block."""
+    watch = _Watch()
+    handles = []
+    for path, module in model.named_modules():
+        built = built_attention(module)
+        if built is None:
+            continue
+
+        def enter(
+            _: nn.Module, inputs: tuple[Any, ...], path: str = path, built: Any = built
+        ) -> None:
+            x = inputs[0] if inputs else None
+            shape = tuple(x.shape) if isinstance(x, Tensor) else ()
+            block = AttentionInput(path, built, shape)
+            watch.running.append(block)
+            if len(shape) == 4 and all(b.path != path for b in watch.seen):
+                watch.seen.append(block)
+
+        def leave(_: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            block = watch.running.pop()
+            if isinstance(output, Tensor) and tuple(output.shape) != block.shape:
+                raise _ShapeChanged(block, tuple(output.shape))
+
+        handles.append(module.register_forward_pre_hook(enter))
+        handles.append(module.register_forward_hook(leave))
+    try:
+        yield watch
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _check_loss(

@@ -1,15 +1,43 @@
 """One-input contract checks of models and attention blocks, shared by ``cvkit check`` (on the
 recipe's own components) and :mod:`cvkit.testing` (which draws many inputs with hypothesis).
 
-Each check raises AssertionError naming the broken promise.
+Each check raises AssertionError naming the broken promise; an exception the component
+itself raises (building it, or running it) comes out as :class:`ComponentRaised`, so that it
+is never mistaken for a broken promise (timm's blocks assert on their inputs, with no
+message).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from cvkit.errors import CvkitError
+
+
+class ComponentRaised(Exception):
+    """The component raised ``error`` while ``doing`` (building it, its forward pass on an
+    input of some shape); the message says which, with the exception's type and text."""
+
+    def __init__(self, doing: str, error: BaseException) -> None:
+        self.doing, self.error = doing, error
+        super().__init__(f"{doing}: {type(error).__name__}: {str(error) or '(no message)'}")
+
+
+def _calling(doing: str, function: Callable[[], Any]) -> Any:
+    """``function()``, its exceptions as :class:`ComponentRaised` (``doing`` says what it
+    was)."""
+    try:
+        return function()
+    except AssertionError as error:
+        raise ComponentRaised(doing, error) from error
+    except CvkitError:  # already one line
+        raise
+    except Exception as error:
+        raise ComponentRaised(doing, error) from error
 
 
 def close(a: Tensor, b: Tensor) -> bool:
@@ -65,13 +93,15 @@ def attention_case(
     ``parameters_move``, for inputs like :data:`ATTENTION_PROBE`); in eval mode the block is
     deterministic, a sample's output does not depend on the batch, and a batch of one works."""
     torch.manual_seed(0)
-    block = factory(x.shape[1]).to(x.dtype)
+    channels = x.shape[1]
+    block = _calling(f"building it for {channels} channels", lambda: factory(channels)).to(x.dtype)
     what = f"attention block on input {tuple(x.shape)} {x.dtype}"
     block.train()
     x = x.clone().requires_grad_(True)
-    y = block(x)
+    y = _calling(f"its forward pass on an input {tuple(x.shape)}", lambda: block(x))
     assert y.shape == x.shape, f"{what}: output shape {tuple(y.shape)} != input shape"
     assert y.dtype == x.dtype, f"{what}: output dtype {y.dtype} != input dtype"
+    assert torch.isfinite(y).all(), f"{what}: its output has NaN or infinite values"
     y.square().sum().backward()
     check_gradients(block, x, what, parameters_move=parameters_move)
     check_eval_consistency(block, x.detach(), what)

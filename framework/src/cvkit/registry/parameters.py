@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import types
@@ -62,7 +63,7 @@ def parameters_of(
     Types come from annotations (``Any`` where there is none), docs from the docstring's
     ``Args:``/``Attributes:`` section. ``*args``/``**kwargs`` are not parameters.
     """
-    docs = parse_arg_docs(inspect.getdoc(factory) or "")
+    docs = parse_arg_docs(inspect.getdoc(_documented(factory)) or "")
     if inspect.isclass(factory):  # a subclass may leave its parameters to its bases' docs
         for base in reversed(factory.__mro__[1:]):
             docs = parse_arg_docs(inspect.getdoc(base) or "") | docs
@@ -80,9 +81,9 @@ def parameters_of(
             for field in attrs.fields(factory)
             if field.init and field.alias not in reserved
         )
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    hints = typing.get_type_hints(target, include_extras=True)
-    signature = inspect.signature(factory)
+    target = factory.__init__ if inspect.isclass(factory) else _documented(factory)
+    hints = _type_hints(target)
+    signature = inspect.signature(factory)  # a partial's: without the arguments it fixes
     return tuple(
         Parameter(
             name=p.name,
@@ -94,6 +95,25 @@ def parameters_of(
         for p in signature.parameters.values()
         if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in reserved
     )
+
+
+def _documented(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """The function behind ``functools.partial`` factories (their docs and type hints);
+    ``factory`` itself otherwise."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    return factory
+
+
+def _type_hints(target: Any) -> dict[str, Any]:
+    """``typing.get_type_hints`` of ``target``; where they cannot be resolved (a library's
+    annotations naming what is not importable at run time), its raw annotations that are
+    types, the rest unannotated."""
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # NameError, TypeError from a third party's annotations
+        raw = getattr(target, "__annotations__", {}) or {}
+        return {name: hint for name, hint in raw.items() if not isinstance(hint, str)}
 
 
 def accepted_names(factory: Callable[..., Any]) -> tuple[set[str], bool]:
@@ -152,8 +172,9 @@ def doc_body(doc: str) -> str:
 
 
 def summary_and_doc(factory: Callable[..., Any]) -> tuple[str, str]:
-    """The first docstring line of ``factory`` and the whole docstring."""
-    doc = inspect.getdoc(factory) or ""
+    """The first docstring line of ``factory`` (of the function behind a partial) and the
+    whole docstring."""
+    doc = inspect.getdoc(_documented(factory)) or ""
     return (doc.splitlines()[0].strip() if doc else "", doc)
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -12,10 +14,12 @@ import attrs
 from cvkit.errors import (
     ComponentBuildError,
     ComponentConflictError,
+    CvkitError,
     RecipeError,
     UnknownComponentError,
 )
 from cvkit.hookspecs import Register
+from cvkit.registry.constraints import AttentionConstraints, Declared, check_declared, resolve
 from cvkit.registry.kinds import KINDS, SHARED_CONTEXT, Kind, did_you_mean, get_kind
 from cvkit.registry.parameters import (
     Parameter,
@@ -97,6 +101,10 @@ class Component(Provenance):
     version: str
     examples: tuple[Mapping[str, Any], ...] = ({},)
     context: frozenset[str] = frozenset()
+    runtime_names: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+    """The factory's names of runtime arguments that it calls otherwise (``channels`` -> ``dim``)."""
+    constraints: Declared | None = attrs.field(default=None, eq=False)
+    """The inputs an attention block takes (see :mod:`cvkit.registry.constraints`)."""
 
 
 @attrs.define
@@ -132,8 +140,12 @@ class ComponentBuilder:
     """A component with its recipe parameters bound; call it with the runtime arguments.
 
     Context keywords the factory does not declare are dropped; a factory that declares
-    ``registry`` receives ``registry``. A ``ValueError`` from the factory becomes a
-    :class:`ComponentBuildError` naming the recipe key and component.
+    ``registry`` receives ``registry``; runtime arguments go by the factory's own names
+    (``runtime_names``). Any exception from the factory (but a CvkitError, already one line)
+    becomes a :class:`ComponentBuildError` naming the recipe key and the component: a
+    ValueError with its own message (a factory rejecting its parameters), any other with
+    the parameters, its type and its text. An attention block is refused channels its constraints exclude, and
+    remembered with them (:func:`built_attention`).
     """
 
     component: Component
@@ -150,15 +162,62 @@ class ComponentBuilder:
             kwargs["registry"] = self.registry
         common = {p.name for p in COMMON_PARAMETERS.get(kind.name, ())}
         params = {k: v for k, v in self.params.items() if k not in common}
+        where = f"{self.where}: " if self.where else ""
+        if kind.name == "attention":
+            channels = args[0] if args else kwargs.get("channels")
+            refused = self.constraints.channel_violation(channels) if channels else None
+            if refused:
+                raise ComponentBuildError(f"{where}{self.component.key} cannot be built: {refused}")
+        names = self.component.runtime_names
+        if names:  # positional runtime arguments by the factory's own names
+            kwargs |= {names.get(n, n): a for n, a in zip(kind.runtime, args, strict=False)}
+            kwargs = {names.get(k, k): v for k, v in kwargs.items()}
+            args = args[len(kind.runtime) :]
         try:
-            return self.component.factory(*args, **kwargs, **params)
-        except ValueError as error:
-            where = f"{self.where}: " if self.where else ""
+            built = self.component.factory(*args, **kwargs, **params)
+        except CvkitError:
+            raise
+        except ValueError as error:  # the factory's own words about its parameters
             raise ComponentBuildError(f"{where}{self.component.key}: {error}") from error
+        except Exception as error:
+            shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+            text = str(error) or "(no message)"
+            raise ComponentBuildError(
+                f"{where}{self.component.key}({shown}) could not be built: "
+                f"{type(error).__name__}: {text}"
+            ) from error
+        if kind.name == "attention":
+            with contextlib.suppress(TypeError):  # an object without weak references: no record
+                _BUILT_ATTENTION[built] = BuiltAttention(self.component.key, self.constraints, self)
+        return built
+
+    @property
+    def constraints(self) -> AttentionConstraints:
+        """The inputs the component takes with these parameters (any, unless declared)."""
+        return resolve(self.component.constraints, self.params)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
         return f"<{self.component.key}({params})>"
+
+
+@attrs.frozen
+class BuiltAttention:
+    """What the registry remembers of an attention block it built: its ``kind/name``, its
+    constraints and the builder that made it (to build it again at another input)."""
+
+    key: str
+    constraints: AttentionConstraints
+    builder: ComponentBuilder
+
+
+_BUILT_ATTENTION: weakref.WeakKeyDictionary[Any, BuiltAttention] = weakref.WeakKeyDictionary()
+
+
+def built_attention(module: Any) -> BuiltAttention | None:
+    """The record of ``module`` when the registry built it as an attention block, else None
+    (kept beside the module, not on it: exports and state dicts see nothing)."""
+    return _BUILT_ATTENTION.get(module)
 
 
 class Registry:
@@ -177,8 +236,12 @@ class Registry:
             factory: Callable[..., Any],
             *,
             examples: Sequence[Mapping[str, Any]] | None = None,
+            runtime: Mapping[str, str] | None = None,
+            constraints: Declared | None = None,
         ) -> None:
-            component = _make_component(kind, name, factory, plugin, examples)
+            component = _make_component(
+                kind, name, factory, plugin, examples, dict(runtime or {}), constraints
+            )
             self.add(component)
             plugin.registered.append(component.key)
             plugin.warnings.extend(
@@ -325,18 +388,36 @@ def _make_component(
     factory: Callable[..., Any],
     plugin: PluginInfo,
     examples: Sequence[Mapping[str, Any]] | None,
+    runtime: Mapping[str, str] | None = None,
+    constraints: Declared | None = None,
 ) -> Component:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{kind.name} name {name!r} must match {_NAME.pattern}")
     if not callable(factory):
         raise TypeError(f"{kind.name}/{name}: factory {factory!r} is not callable")
+    runtime = dict(runtime or {})
+    unknown = sorted(set(runtime) - set(kind.runtime))
+    if unknown:
+        raise TypeError(
+            f"{kind.name}/{name}: runtime names {', '.join(unknown)}, but a {kind.name}'s "
+            f"runtime arguments are {', '.join(kind.runtime) or 'none'}"
+        )
+    if constraints is not None and kind.name != "attention":
+        raise TypeError(f"{kind.name}/{name}: only attention blocks declare constraints")
     names, takes_kwargs = accepted_names(factory)
-    missing = [arg for arg in kind.runtime if arg not in names and not takes_kwargs]
+    missing = [
+        runtime.get(arg, arg)
+        for arg in kind.runtime
+        if runtime.get(arg, arg) not in names and not takes_kwargs
+    ]
     if missing:
         raise TypeError(
-            f"{kind.name}/{name}: factory must accept {', '.join(kind.runtime)} (missing {', '.join(missing)})"
+            f"{kind.name}/{name}: factory must accept {', '.join(kind.runtime)} (missing "
+            f"{', '.join(missing)}; a factory that calls it otherwise registers with "
+            f"runtime={{{missing[0]!r}: '<its name>'}})"
         )
-    params = parameters_of(factory, kind.reserved)
+    params = parameters_of(factory, (*kind.reserved, *runtime.values()))
+    check_declared(constraints, {p.name for p in params}, f"{kind.name}/{name}")
     common = COMMON_PARAMETERS.get(kind.name, ())
     clash = sorted({p.name for p in params} & {p.name for p in common})
     if clash:
@@ -355,4 +436,6 @@ def _make_component(
         version=plugin.version,
         examples=tuple(examples) if examples is not None else ({},),
         context=frozenset(c for c in kind.context + SHARED_CONTEXT if c in names),  # by name only
+        runtime_names=runtime,
+        constraints=constraints,
     )

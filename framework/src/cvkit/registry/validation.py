@@ -107,7 +107,7 @@ class Validator:
             if param.name not in raw:
                 if param.required:
                     self.problem(sub, f"missing required parameter of {owner} ({param.type_name})")
-                else:
+                elif not callable(param.default):  # a class or function: the factory's own
                     values[param.name] = self._default(param, sub)
                 continue
             before = len(self.problems)

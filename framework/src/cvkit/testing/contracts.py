@@ -39,6 +39,7 @@ from cvkit.engine.stage import StageContext
 from cvkit.hookspecs import capability
 from cvkit.recipe.loading import validate_recipe
 from cvkit.recipe.reading import parse_recipe_text
+from cvkit.registry.constraints import AttentionConstraints
 from cvkit.registry.loading import default_registry
 from cvkit.registry.parameters import accepted_names
 from cvkit.registry.registry import Component, ComponentBuilder, Registry
@@ -65,14 +66,23 @@ def feature_maps(
     max_channels: int = 32,
     max_size: int = 12,
     dtypes: tuple[torch.dtype, ...] = FLOAT_DTYPES,
+    constraints: AttentionConstraints | None = None,
 ) -> Tensor:
-    """Random float feature maps (N, C, H, W), standard normal, of any small shape."""
-    shape = (
-        draw(st.integers(min_batch, max_batch)),
-        draw(st.integers(1, max_channels)),
-        draw(st.integers(1, max_size)),
-        draw(st.integers(1, max_size)),
-    )
+    """Random float feature maps (N, C, H, W), standard normal, of any small shape within
+    ``constraints`` (channels a multiple of ``channels_multiple_of``, up to ``max_channels``
+    or the first multiple; sizes multiples of ``size_multiple_of`` from ``min_size`` up to
+    ``max_size`` or the first that is allowed; the ``fixed_size`` if there is one)."""
+    limits = constraints or AttentionConstraints()
+    step = limits.channels_multiple_of
+    channels = step * draw(st.integers(1, max(1, max_channels // step)))
+    if limits.fixed_size is not None:
+        height, width = limits.fixed_size
+    else:
+        multiple = limits.size_multiple_of
+        first = -(-limits.min_size // multiple)  # the smallest allowed size, in multiples
+        sizes = st.integers(first, max(first, max_size // multiple)).map(lambda k: k * multiple)
+        height, width = draw(sizes), draw(sizes)
+    shape = (draw(st.integers(min_batch, max_batch)), channels, height, width)
     generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
     return torch.randn(shape, generator=generator).to(draw(st.sampled_from(dtypes)))
 
@@ -107,23 +117,32 @@ def targets(draw: st.DrawFn, batch: int, num_classes: int) -> Tensor:
     return torch.rand(batch, num_classes, generator=generator).softmax(dim=1)
 
 
-def check_attention(factory: Callable[..., nn.Module], *, max_examples: int = 15) -> None:
+def check_attention(
+    factory: Callable[..., nn.Module],
+    *,
+    max_examples: int = 15,
+    constraints: AttentionConstraints | None = None,
+) -> None:
     """Attention block contract: ``factory(channels)`` maps (N, C, H, W) to the same shape.
 
-    Output dtype equals input dtype (float32 and float64); in train mode (N >= 2) finite
-    gradients reach the input (non-zero somewhere) and every trainable parameter (non-zero
-    somewhere, together, on an input of shape ATTENTION_PROBE); in eval mode the block is
-    deterministic and a sample's output does not depend on the rest of the batch. Any N, C,
-    H, W >= 1.
+    Output dtype equals input dtype (float32 and float64) and its values are finite; in
+    train mode (N >= 2) finite gradients reach the input (non-zero somewhere) and every
+    trainable parameter (non-zero somewhere, together, on an input of shape ATTENTION_PROBE
+    moved within the constraints); in eval mode the block is deterministic and a sample's
+    output does not depend on the rest of the batch. Any N, C, H, W >= 1 within
+    ``constraints`` (default: those the registry resolved for ``factory``, a builder of a
+    registered block; none for a plain callable). An exception the block raises is reported
+    as :class:`cvkit.engine.contracts.ComponentRaised` with its type and text.
     """
+    limits = constraints or getattr(factory, "constraints", None) or AttentionConstraints()
 
     @_settings(max_examples)
-    @given(x=feature_maps(min_batch=2))
+    @given(x=feature_maps(min_batch=2, constraints=limits))
     def run(x: Tensor) -> None:
         attention_case(factory, x, parameters_move=False)  # tiny inputs may kill every ReLU
 
     run()
-    probe = torch.randn(ATTENTION_PROBE, generator=torch.Generator().manual_seed(0))
+    probe = torch.randn(limits.probe(ATTENTION_PROBE), generator=torch.Generator().manual_seed(0))
     attention_case(factory, probe)
 
 
