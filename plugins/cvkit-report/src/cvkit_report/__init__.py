@@ -74,13 +74,14 @@ def report_command(
         if not studies:
             raise
         found = []  # a study summarised from its study.json, its run directories elsewhere
-    folder = out or (
-        studies[0] / "report"
-        if len(studies) == 1 and len(runs) == 1
-        else found[0].path / "report"
-        if len(found) == 1 and not studies
-        else Path("report")
-    )
+    if out is not None:
+        folder = out
+    elif len(studies) == 1 and len(runs) == 1:  # one study directory: its report beside it
+        folder = studies[0] / "report"
+    elif len(found) == 1 and not studies:
+        folder = found[0].path / "report"
+    else:
+        folder = Path("report")
     settings = ReportSettings(
         dpi=dpi, tsne_sample=tsne_sample, gradcam_images=gradcam_images, model_panels=not no_model
     )

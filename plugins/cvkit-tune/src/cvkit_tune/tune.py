@@ -36,7 +36,7 @@ import math
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -346,6 +346,11 @@ def finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=DONE))
 
 
+def differing(settings: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """The settings whose values differ between ``settings`` and ``stored``, sorted."""
+    return sorted(k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k))
+
+
 def claim_folder(folder: Path, settings: dict[str, Any], force: bool) -> None:
     """Keep ``settings`` in ``folder/tune-settings.json``, after checking that those
     already there, if any, are the same (CvkitError naming what differs, unless ``force``:
@@ -353,9 +358,7 @@ def claim_folder(folder: Path, settings: dict[str, Any], force: bool) -> None:
     path = folder / "tune-settings.json"
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        differ = sorted(
-            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
-        )
+        differ = differing(settings, stored)
         if differ and not force:
             raise CvkitError(
                 f"{folder} holds a tune with other settings ({', '.join(differ)} differ: the "
@@ -375,9 +378,7 @@ def check_study(study: optuna.Study, settings: dict[str, Any], folder: Path, for
     settings (kept in its ``cvkit_settings`` user attribute), unless ``force``."""
     stored = study.user_attrs.get("cvkit_settings")
     if stored is not None and stored != settings and not force:
-        differ = sorted(
-            k for k in settings.keys() | stored.keys() if settings.get(k) != stored.get(k)
-        )
+        differ = differing(settings, stored)
         raise CvkitError(
             f"study {study.study_name!r} was created with other settings ({', '.join(differ)} "
             f"differ); its trials would not be comparable with {folder}'s. Use another "
