@@ -1,7 +1,9 @@
 """Attention blocks written the way libraries write them, registered as a plugin
 (CVKIT_PLUGINS=library_blocks) for the tests of third-party blocks: the channel argument
 named ``dim``, assertions without messages on their inputs, a class as a default, a
-``functools.partial`` factory, a block whose output is NaN."""
+``functools.partial`` factory, a block whose output is NaN, a class without docstring or
+annotations (its docs, types and constraints given at registration, torch's device and dtype
+arguments)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,19 @@ class NotANumber(nn.Module):
         return x * self.scale * torch.tensor(float("nan"))
 
 
+class Undocumented(nn.Module):
+    def __init__(self, in_channels, heads=2, scale=None, device=None, dtype=None):
+        """Args:
+        heads: groups of the 1x1 convolution.
+        """
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, in_channels, 1, groups=heads, device=device, dtype=dtype)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.proj(x) * (self.scale or 1.0)
+
+
 def gated(channels: int, gain: float = 1.0, bias: bool = True) -> nn.Module:
     """A 1x1 gate (a partial of it is what timm's get_attn returns)."""
     return nn.Sequential(nn.Conv2d(channels, channels, 1, bias=bias), nn.Identity())
@@ -64,3 +79,15 @@ def register_attention(register: Register) -> None:
     register("lib_blocked_undeclared", Blocked, runtime={"channels": "dim"}, examples=[])
     register("lib_nan", NotANumber, examples=[])
     register("lib_partial", functools.partial(gated, gain=2.0))
+    register(
+        "lib_undocumented",
+        Undocumented,
+        runtime={"channels": "in_channels"},
+        constraints={"channels_multiple_of": "heads", "min_channels": 4},
+        doc="""A block its library left without a class docstring or annotations.
+
+        Args:
+            heads (int): groups of the 1x1 convolution; the channels must be a multiple.
+            scale (float | None): weight of the convolution's output (none: 1).
+        """,
+    )

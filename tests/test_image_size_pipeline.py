@@ -3,6 +3,7 @@ draws torchvision's crops for a whole batch at once."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -169,3 +170,56 @@ def test_progressive_resizing_resizes_training_batches_by_epoch(tmp_path, run_cl
     assert sizes == [(12, 12), (6, 6), (6, 6), (9, 9), (9, 9)]
     with pytest.raises(ValueError, match="epochs >= 1"):
         ProgressiveResizing(schedule={"0": 8})
+
+
+def test_the_evaluation_augmentations_size_is_the_model_input_everywhere(tmp_path, run_cli) -> None:
+    """A resize in augment.eval: check, eval.json's input shape and FLOPs and cvkit profile
+    (of the recipe and of the run) all use 16 x 16, not the dataset's 8 x 8 (issue 26)."""
+    recipe = tmp_path / "resized.toml"
+    recipe.write_text(
+        """
+[experiment]
+name = "resized"
+epochs = 1
+
+[data]
+dataset = { name = "synthetic", image_size = 8, train_size = 8, test_size = 4 }
+batch_size = 4
+val_split = 0
+workers = 0
+
+[model]
+name = "simple_cnn"
+widths = [4, 8]
+
+[optimizer]
+name = "sgd"
+lr = 0.01
+
+[loss]
+name = "cross_entropy"
+
+[[augment.train]]
+name = "resize"
+size = 16
+
+[[augment.eval]]
+name = "resize"
+size = 16
+"""
+    )
+    checked = run_cli("check", str(recipe), "--json")
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["input_shape"] == [2, 3, 16, 16]
+    out = tmp_path / "run"
+    assert run_cli("run", str(recipe), "--output", str(out)).exit_code == 0
+    model = json.loads((out / "eval.json").read_text())["model"]
+    assert model["input_shape"] == [3, 16, 16]
+    for source in (out, recipe):
+        profiled = run_cli("profile", str(source), "--json", "--repeats", "1", "--batch", "2")
+        assert profiled.exit_code == 0, profiled.output
+        figures = json.loads(profiled.stdout)
+        assert figures["input_shape"] == [3, 16, 16]
+        assert figures["flops_per_image"]["forward"] == model["flops_per_image"]
+    eight = run_cli("profile", str(out), "--json", "--repeats", "1", "--image-size", "8", "8")
+    assert json.loads(eight.stdout)["flops_per_image"]["forward"] < model["flops_per_image"]

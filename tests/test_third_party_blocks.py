@@ -124,3 +124,47 @@ def test_partials_and_classes_as_defaults_are_shown_by_their_names(blocks, run_c
     assert defaults["act_layer"] == "torch.nn.modules.activation.ReLU"
     text = run_cli("info", "attention/lib_blocked").stdout
     assert "torch.nn.modules.activation.ReLU" in text
+
+
+def test_a_class_without_docs_or_annotations_gets_them_at_registration(blocks) -> None:
+    """``doc=`` gives the summary and the parameters' docs and types (``heads (int): ...``),
+    over the class's ``__init__`` docstring; torch's ``device``/``dtype`` are not recipe
+    parameters; nothing is left unchecked (no plugin warnings)."""
+    component = blocks.get("attention", "lib_undocumented")
+    assert component.summary == "A block its library left without a class docstring or annotations."
+    params = {p.name: p for p in component.params}
+    assert list(params) == ["heads", "scale"]
+    assert params["heads"].type_name == "int" and params["scale"].type_name == "float | none"
+    assert params["heads"].doc.startswith("groups of the 1x1 convolution; the channels")
+    plugin = next(p for p in blocks.plugins if p.name == "library_blocks")
+    assert not [w for w in plugin.warnings if "lib_undocumented" in w]
+    with pytest.raises(CvkitError, match="expected int"):
+        builder(blocks, "lib_undocumented", heads="two")
+
+
+def test_min_channels_narrows_the_inputs_and_is_named_when_broken(blocks) -> None:
+    from hypothesis import given, settings
+
+    limits = builder(blocks, "lib_undocumented").constraints
+    assert str(limits) == "channels_multiple_of=2 (heads = 2), min_channels=4"
+    assert limits.channel_violation(2) == "2 channels are fewer than 4"
+    assert limits.probe((1, 1, 3, 3)) == (1, 4, 3, 3)
+
+    @settings(max_examples=30, deadline=None)
+    @given(x=feature_maps(constraints=limits))
+    def run(x: torch.Tensor) -> None:
+        assert x.shape[1] >= 4 and x.shape[1] % 2 == 0
+
+    run()
+    check_attention(builder(blocks, "lib_undocumented"), max_examples=5)
+
+
+def test_info_shows_the_declared_inputs_at_the_defaults(blocks, run_cli) -> None:
+    shown = run_cli("info", "attention/lib_blocked")
+    assert (
+        "inputs (at the default parameters): channels_multiple_of=4 (num_heads = 4), "
+        "size_multiple_of=2 (block_size = 2)\n" in shown.output
+    )
+    data = json.loads(run_cli("info", "attention/lib_undocumented", "--json").stdout)
+    assert data["constraints"] == "channels_multiple_of=2 (heads = 2), min_channels=4"
+    assert json.loads(run_cli("info", "attention/none", "--json").stdout)["constraints"] == ""

@@ -15,7 +15,7 @@ from cvkit.builtins.synthetic import SyntheticImages
 from cvkit.data.batches import BatchLoader
 from cvkit.data.splits import split_train_val
 from cvkit.engine.callback import EVENTS, Callback
-from cvkit.engine.trainer import TrainingLoop, frozen_running_stats
+from cvkit.engine.trainer import TrainingLoop, frozen_running_stats, to_channels_last
 from cvkit.errors import CvkitError, NonFiniteLossError
 from cvkit.recipe.schema import TrainerSettings
 
@@ -290,6 +290,19 @@ def test_channels_last_trains_as_contiguous_memory_does() -> None:
     expected = _weights(contiguous)
     for name, weight in _weights(trainer).items():
         torch.testing.assert_close(weight.contiguous(), expected[name], rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_leaves_tensors_that_are_not_4_d_as_they_are() -> None:
+    """A 5-D Conv3d weight in a block (timm's lambda layer) made `model.to(memory_format=
+    channels_last)` raise "required rank 4 tensor", a traceback at the start of the run."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Unflatten(1, (1, 4)), nn.Conv3d(1, 2, 3))
+    assert model[2].weight.dim() == 5
+    with pytest.raises(RuntimeError, match="required rank 4 tensor"):
+        nn.Sequential(nn.Conv3d(1, 2, 3)).to(memory_format=torch.channels_last)
+    to_channels_last(model)
+    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[2].weight.is_contiguous()
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 2, 2, 4, 4)
 
 
 def test_a_non_finite_loss_stops_training() -> None:

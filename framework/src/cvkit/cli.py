@@ -354,6 +354,7 @@ def info_command(component: str, as_json: bool) -> None:
                 "summary": found.summary,
                 "doc": found.doc,
                 "runtime": list(kind.runtime) + sorted(found.context),
+                "constraints": found.constraints,
                 "params": [
                     {
                         "name": p.name,
@@ -373,6 +374,8 @@ def info_command(component: str, as_json: bool) -> None:
     runtime = list(kind.runtime) + sorted(found.context)
     if runtime:
         click.echo(f"built with: {', '.join(runtime)} (supplied by cvkit)")
+    if found.constraints:
+        click.echo(f"inputs (at the default parameters): {found.constraints}")
     click.echo()
     if found.params:
         rows = [

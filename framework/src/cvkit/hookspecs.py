@@ -29,6 +29,10 @@ callback; the plugin calls it once per component::
   is, without a wrapper.
 - ``constraints`` (attention blocks): the inputs the block takes, as data, see
   :mod:`cvkit.registry.constraints` (``{"channels_multiple_of": "num_heads"}``).
+- ``doc``: the component's docstring (a summary line, then Google-style ``Args:``) where
+  the factory's own is missing or documents its parameters otherwise (a library's class);
+  its ``Args:`` add to the factory's. A factory's ``device`` and ``dtype`` parameters that
+  default to None (torch's factory arguments) are not recipe parameters.
 
 A factory of any kind that declares a ``registry`` parameter receives the registry building
 it (to build other components, or a trained model with :func:`cvkit.load_trained_model`).
@@ -69,6 +73,7 @@ class Register(Protocol):
         examples: Sequence[Mapping[str, Any]] | None = None,
         runtime: Mapping[str, str] | None = None,
         constraints: Any = None,
+        doc: str | None = None,
     ) -> None: ...
 
 

@@ -31,6 +31,7 @@ from cvkit.data.paths import cvkit_home
 from cvkit.errors import ComponentConflictError, StorageError
 from cvkit.files import json_text, write_text_atomic
 from cvkit.recipe.writing import recipe_data
+from cvkit.registry.constraints import resolve
 from cvkit.registry.kinds import get_kind
 from cvkit.registry.loading import (
     ENTRY_POINT_GROUP,
@@ -43,6 +44,7 @@ from cvkit.registry.loading import (
 )
 from cvkit.registry.parameters import Parameter
 from cvkit.registry.registry import (
+    Component,
     Provenance,
     Registry,
     select_components,
@@ -50,7 +52,7 @@ from cvkit.registry.registry import (
 )
 from cvkit.version import __version__
 
-CATALOG_FORMAT = 2
+CATALOG_FORMAT = 3
 """Bumped whenever the catalog's fields change, so an older file is not read."""
 
 
@@ -78,6 +80,8 @@ class Entry(Provenance):
     doc: str
     params: tuple[ParameterEntry, ...]
     context: tuple[str, ...]
+    constraints: str = ""
+    """An attention block's declared input constraints at its defaults ("" when none)."""
 
 
 @attrs.frozen
@@ -127,6 +131,14 @@ class Catalog:
         raise unknown_component(kind, name, names, self.failed)
 
 
+def _default_constraints(component: Component) -> str:
+    """``component``'s declared constraints resolved at its defaults, as text."""
+    if component.constraints is None:
+        return ""
+    defaults = {p.name: p.default for p in component.params if not p.required}
+    return str(resolve(component.constraints, defaults))
+
+
 def _default_data(parameter: Parameter) -> Any:
     """A parameter's default as JSON-ready recipe data (a class or function: its name)."""
     if parameter.required:
@@ -167,6 +179,7 @@ def catalog_of(registry: Registry, commands: Sequence[CommandEntry]) -> Catalog:
                 for p in c.params
             ),
             context=tuple(sorted(c.context)),
+            constraints=_default_constraints(c),
         )
         for c in registry.components()
     )

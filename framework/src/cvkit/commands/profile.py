@@ -11,7 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from cvkit.engine.build import build_dataset, build_model
+from cvkit.engine.agreement import evaluation_input_shape
+from cvkit.engine.build import build_dataset, build_eval_augmentations, build_model
 from cvkit.engine.device import resolve_device
 from cvkit.engine.profiling import (
     forward_flops,
@@ -48,8 +49,9 @@ def profile_model(
     Returns parameters, FLOPs per image (forward; forward and backward of a training step),
     weight size in MB, batch-1 latency in ms, batch-``batch_size`` inference and training
     throughput in images/s and peak memory in MB, on ``device`` with ``threads`` CPU
-    threads. ``image_size`` [H, W] sets the input size when the recipe's dataset does not
-    know it before reading its files."""
+    threads. The input is the shape the evaluation augmentations make (a run's, from its
+    checkpoint); ``image_size`` [H, W] sets the model's input size instead (needed when the
+    recipe's dataset does not know its size before reading its files)."""
     registry = registry or default_registry()
     if batch_size < 2:
         raise CvkitError(f"--batch {batch_size}: expected at least 2 (batch norm trains on >= 2)")
@@ -96,13 +98,17 @@ def _model_of(
             in_channels=dataset.in_channels,
             load_weights=False,
         )
-        size = image_size or recipe.data.input_size or capability(dataset, "image_size")
-        if size is None:
+        size = recipe.data.input_size or capability(dataset, "image_size")
+        if image_size:
+            shape: tuple[int, ...] = (dataset.in_channels, *image_size)
+        elif size is None:
             raise CvkitError(
                 f"{source}: the dataset's image size is unknown before reading its files; "
                 "pass --image-size H W (or set data.image_size)"
             )
-        shape = (dataset.in_channels, *size)
+        else:  # as the evaluation augmentations make it (a resize changes it)
+            eval_augment = build_eval_augmentations(recipe, registry, dataset.num_classes)
+            shape = evaluation_input_shape(recipe, eval_augment, dataset.in_channels, size)
         return model, shape, dataset.num_classes, {"recipe": str(source), "model": recipe.model.key}
     if not source.exists():
         raise CvkitError(f"{source}: no such recipe, run directory or checkpoint")

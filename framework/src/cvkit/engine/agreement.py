@@ -107,6 +107,24 @@ def check_agreement(
     return Agreement(shape, seen)
 
 
+def evaluation_input_shape(
+    recipe: Recipe, chain: Sequence[nn.Module], channels: int, size: Sequence[int]
+) -> tuple[int, int, int]:
+    """(C, H, W) of the batches the evaluation augmentations ``chain`` (the recipe's
+    ``augment.eval``, built) make of ``channels``-channel images of ``size`` (H, W): what the
+    model is evaluated on (a ``resize`` or crop changes it)."""
+    images = torch.zeros(2, channels, *size, dtype=torch.uint8)
+    data = (
+        f"data.dataset ({recipe.data.dataset.key}: {channels}-channel {size[0]}x{size[1]} images)"
+    )
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        batch, _, _ = _augmented(
+            recipe, "augment.eval", chain, images, torch.zeros(2, dtype=torch.int64), data
+        )
+    _, c, h, w = batch.shape
+    return c, h, w
+
+
 def _augmented(
     recipe: Recipe,
     key: str,

@@ -123,7 +123,7 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     if stage.checkpoint is None:
         where = f"stage {stage.name} init" if stage.name else "experiment.init"
         load_initial_weights(components.model, stage.init, where)
-    check_agreement(
+    agreement = check_agreement(
         recipe,
         components.model,
         components.loss,
@@ -133,7 +133,8 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
     )
     if distributed.rank() > 0:  # the same initial weights, then each process its own stream
         seed_everything(recipe.experiment.seed + distributed.rank())
-    loop, test_loader = _training_loop(stage, dataset, splits, components)
+    input_shape = list(agreement.input_shape[1:])  # what the evaluation batches are
+    loop, test_loader = _training_loop(stage, dataset, splits, components, input_shape)
     if not stage.evaluate_test:
         test_loader = None
     if stage.checkpoint is not None:
@@ -174,9 +175,14 @@ def _seed_and_configure(recipe: Recipe, device: torch.device) -> None:
 
 
 def _training_loop(
-    stage: StageContext, dataset: ImageDataset, splits: Splits, components: BuiltComponents
+    stage: StageContext,
+    dataset: ImageDataset,
+    splits: Splits,
+    components: BuiltComponents,
+    input_shape: list[int],
 ) -> tuple[TrainingLoop, BatchLoader | None]:
-    """The loop over the stage's splits, and the test split's loader (None without one)."""
+    """The loop over the stage's splits, and the test split's loader (None without one);
+    ``input_shape``: [C, H, W] of the evaluation batches, kept in the checkpoints."""
     recipe, device = stage.recipe, stage.device
     channels_last = recipe.trainer.channels_last
 
@@ -228,6 +234,7 @@ def _training_loop(
             "classes": list(splits.train.classes),
             "in_channels": dataset.in_channels,
             "image_size": list(splits.train.images.shape[-2:]),
+            "input_shape": input_shape,
         },
         training_images=training_images,
     )
@@ -321,8 +328,12 @@ def final_evaluation(
 
 
 def model_input_shape(metadata: Mapping[str, Any], recipe: Recipe) -> list[int]:
-    """[C, H, W] of the model's input: ``metadata`` (a checkpoint's, or the training
-    loop's) gives the channels and the images' size, which ``data.image_size`` overrides."""
+    """[C, H, W] of the model's input at evaluation: ``metadata`` (a checkpoint's, or the
+    training loop's) holds it as the evaluation augmentations make it (a ``resize`` or crop
+    changes the size); checkpoints older than that give the channels and the images' size,
+    which ``data.image_size`` overrides."""
+    if metadata.get("input_shape"):
+        return list(metadata["input_shape"])
     return [metadata["in_channels"], *(recipe.data.input_size or metadata["image_size"])]
 
 

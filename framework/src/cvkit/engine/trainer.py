@@ -129,6 +129,16 @@ class Validation:
     seconds: float
 
 
+def to_channels_last(model: nn.Module) -> None:
+    """Store ``model``'s 4-D parameters and buffers (convolution filters) channels-last, in
+    place; others keep their layout (``model.to(memory_format=torch.channels_last)`` fails
+    on the 5-D weight of a block's Conv3d, as timm's lambda layer has)."""
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+
+
 class TrainingLoop:
     """Trains ``model`` on ``train_loader`` for ``epochs``, validating on ``val_loader``.
 
@@ -175,7 +185,7 @@ class TrainingLoop:
             model = convert_sync_batchnorm(model, device)
         self.model = model.to(device)
         if settings.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            to_channels_last(self.model)
         # the model as this process runs it; forward: the same, wrapped for several processes
         self.local: nn.Module = (
             torch.compile(self.model, mode=settings.compile_mode)  # type: ignore[assignment]

@@ -23,16 +23,18 @@ import attrs
 ConstraintValue = int | str | tuple[int, int] | list[int] | None
 Declared = Mapping[str, ConstraintValue] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
-KEYS = ("channels_multiple_of", "size_multiple_of", "min_size", "fixed_size")
+KEYS = ("channels_multiple_of", "min_channels", "size_multiple_of", "min_size", "fixed_size")
 
 
 @attrs.frozen
 class AttentionConstraints:
-    """The inputs (N, C, H, W) a block takes: C a multiple of ``channels_multiple_of``; H and
-    W multiples of ``size_multiple_of`` and at least ``min_size``; (H, W) equal to
-    ``fixed_size`` when it is set. ``sources``: constraint -> the parameter it came from."""
+    """The inputs (N, C, H, W) a block takes: C a multiple of ``channels_multiple_of`` and at
+    least ``min_channels``; H and W multiples of ``size_multiple_of`` and at least
+    ``min_size``; (H, W) equal to ``fixed_size`` when it is set. ``sources``: constraint ->
+    the parameter it came from."""
 
     channels_multiple_of: int = 1
+    min_channels: int = 1
     size_multiple_of: int = 1
     min_size: int = 1
     fixed_size: tuple[int, int] | None = None
@@ -71,6 +73,8 @@ class AttentionConstraints:
             return (
                 f"{channels} channels are not a multiple of {self._named('channels_multiple_of')}"
             )
+        if channels < self.min_channels:
+            return f"{channels} channels are fewer than {self._named('min_channels')}"
         return None
 
     @property
@@ -80,9 +84,10 @@ class AttentionConstraints:
 
     def probe(self, shape: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         """``shape`` (N, C, H, W) moved to the nearest input the block takes: C and the sizes
-        rounded up to their multiples, the fixed size where there is one."""
+        raised to their minima and rounded up to their multiples, the fixed size where there
+        is one."""
         batch, channels, height, width = shape
-        channels = _round_up(channels, self.channels_multiple_of)
+        channels = _round_up(max(channels, self.min_channels), self.channels_multiple_of)
         if self.fixed_size is not None:
             height, width = self.fixed_size
         else:

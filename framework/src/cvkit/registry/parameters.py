@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 import re
 import types
 import typing
@@ -55,18 +56,29 @@ def height_width(size: int | Sequence[int], name: str = "size") -> list[int]:
     return hw
 
 
-def parameters_of(
-    factory: Callable[..., Any], reserved: Collection[str] = ()
-) -> tuple[Parameter, ...]:
-    """The parameters of ``factory`` (function, class or attrs class), minus ``reserved`` names.
+TORCH_FACTORY_KWARGS = ("device", "dtype")
+"""torch's factory keyword arguments (``nn.Conv2d(..., device=None, dtype=None)``): not recipe
+parameters where they default to None; cvkit builds in float32 on the CPU and moves the model."""
 
-    Types come from annotations (``Any`` where there is none), docs from the docstring's
-    ``Args:``/``Attributes:`` section. ``*args``/``**kwargs`` are not parameters.
+
+def parameters_of(
+    factory: Callable[..., Any], reserved: Collection[str] = (), doc: str = ""
+) -> tuple[Parameter, ...]:
+    """The parameters of ``factory`` (function, class or attrs class), minus ``reserved`` names
+    and :data:`TORCH_FACTORY_KWARGS` that default to None.
+
+    Types come from annotations (``Any`` where there is none), docs from the ``Args:``/
+    ``Attributes:`` section of the docstring (a class's, its bases' or its ``__init__``'s),
+    and of ``doc`` over them (the docs a plugin gives a library's class). ``*args``/
+    ``**kwargs`` are not parameters.
     """
     docs = parse_arg_docs(inspect.getdoc(_documented(factory)) or "")
     if inspect.isclass(factory):  # a subclass may leave its parameters to its bases' docs
         for base in reversed(factory.__mro__[1:]):
             docs = parse_arg_docs(inspect.getdoc(base) or "") | docs
+        init_doc = factory.__init__.__doc__  # only its own: inspect.getdoc would inherit
+        docs |= parse_arg_docs(inspect.cleandoc(init_doc) if init_doc else "")
+    docs |= parse_arg_docs(doc)
     if inspect.isclass(factory) and attrs.has(factory):
         hints = typing.get_type_hints(factory, include_extras=True)
         return tuple(
@@ -81,8 +93,10 @@ def parameters_of(
             for field in attrs.fields(factory)
             if field.init and field.alias not in reserved
         )
-    target = factory.__init__ if inspect.isclass(factory) else _documented(factory)
-    hints = _type_hints(target)
+    target = _documented(factory)  # a partial's function or class
+    hints = parse_arg_types(doc) | _type_hints(
+        target.__init__ if inspect.isclass(target) else target
+    )
     signature = inspect.signature(factory)  # a partial's: without the arguments it fixes
     return tuple(
         Parameter(
@@ -93,7 +107,9 @@ def parameters_of(
             annotated=p.name in hints,
         )
         for p in signature.parameters.values()
-        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in reserved
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        and p.name not in reserved
+        and not (p.name in TORCH_FACTORY_KWARGS and p.default is None)
     )
 
 
@@ -133,6 +149,7 @@ def _attrs_default(default: Any) -> Any:
 
 _SECTION = re.compile(r"^(Args|Arguments|Attributes|Parameters|Params):\s*$")
 _ARG_LINE = re.compile(r"^(\w+)(?:\s*\([^)]*\))?:\s*(.*)$")
+_TYPED_ARG_LINE = re.compile(r"^(\w+)\s*\(([^)]*)\):")
 
 
 def parse_arg_docs(doc: str) -> dict[str, str]:
@@ -157,6 +174,27 @@ def parse_arg_docs(doc: str) -> dict[str, str]:
     return found
 
 
+_TYPE_NAMES = {t.__name__: t for t in (int, float, bool, str, list, tuple, dict)} | {"None": None}
+
+
+def parse_arg_types(doc: str) -> dict[str, Any]:
+    """Types given in an ``Args:`` section as ``name (int | None): text``, for factories
+    without annotations: builtin scalar and container names joined by ``|``; other
+    descriptions (``(int, optional)``) are left out."""
+    found: dict[str, Any] = {}
+    for line in doc.splitlines():
+        match = _TYPED_ARG_LINE.match(line.strip())
+        if not match:
+            continue
+        names = [part.strip() for part in match[2].split("|")]
+        if names and all(name in _TYPE_NAMES for name in names):
+            types = [_TYPE_NAMES[name] for name in names]
+            found[match[1]] = functools.reduce(
+                operator.or_, [NONE_TYPE if t is None else t for t in types]
+            )
+    return found
+
+
 def doc_body(doc: str) -> str:
     """``doc`` without its summary line and its ``Args:`` section (shown as a table instead)."""
     kept: list[str] = []
@@ -171,10 +209,10 @@ def doc_body(doc: str) -> str:
     return "\n".join(kept).strip()
 
 
-def summary_and_doc(factory: Callable[..., Any]) -> tuple[str, str]:
-    """The first docstring line of ``factory`` (of the function behind a partial) and the
-    whole docstring."""
-    doc = inspect.getdoc(_documented(factory)) or ""
+def summary_and_doc(factory: Callable[..., Any], doc: str = "") -> tuple[str, str]:
+    """The first line and the whole of ``doc``, else of ``factory``'s docstring (of the
+    function behind a partial)."""
+    doc = inspect.cleandoc(doc) if doc else inspect.getdoc(_documented(factory)) or ""
     return (doc.splitlines()[0].strip() if doc else "", doc)
 
 
@@ -197,6 +235,8 @@ def format_type(annotation: Any) -> str:
         return " | ".join(format_type(a) for a in args)
     if origin is Literal:
         return " | ".join(repr(a) for a in args)
+    if origin is type:
+        return "class"
     if origin in (list, Sequence):
         return f"list[{format_type(args[0])}]" if args else "list"
     if origin is tuple:

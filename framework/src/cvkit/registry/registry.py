@@ -238,9 +238,10 @@ class Registry:
             examples: Sequence[Mapping[str, Any]] | None = None,
             runtime: Mapping[str, str] | None = None,
             constraints: Declared | None = None,
+            doc: str | None = None,
         ) -> None:
             component = _make_component(
-                kind, name, factory, plugin, examples, dict(runtime or {}), constraints
+                kind, name, factory, plugin, examples, dict(runtime or {}), constraints, doc
             )
             self.add(component)
             plugin.registered.append(component.key)
@@ -371,12 +372,20 @@ def select_components(
     return sorted(found, key=lambda c: (order.index(c.kind), c.name))
 
 
+SHOWN_NAMES = 16
+"""Names an unknown-component error lists before pointing to ``cvkit list``."""
+
+
 def unknown_component(
     kind: str, name: str, names: Sequence[str], failed: Sequence[str]
 ) -> UnknownComponentError:
-    """The error for a ``kind/name`` not among ``names``: close matches, what is available and
-    the plugins that failed to load (``"dist (error)"``), which may be where it lives."""
-    message = f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {', '.join(names) or 'none'}"
+    """The error for a ``kind/name`` not among ``names``: close matches, what is available
+    (the first :data:`SHOWN_NAMES`) and the plugins that failed to load
+    (``"dist (error)"``), which may be where it lives."""
+    shown = ", ".join(names[:SHOWN_NAMES]) or "none"
+    if len(names) > SHOWN_NAMES:
+        shown += f" and {len(names) - SHOWN_NAMES} more (cvkit list {kind})"
+    message = f"unknown {kind} {name!r}{did_you_mean(name, names)}; available: {shown}"
     if failed:
         message += "; plugins that failed to load: " + "; ".join(failed)
     return UnknownComponentError(message)
@@ -390,6 +399,7 @@ def _make_component(
     examples: Sequence[Mapping[str, Any]] | None,
     runtime: Mapping[str, str] | None = None,
     constraints: Declared | None = None,
+    doc: str | None = None,
 ) -> Component:
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{kind.name} name {name!r} must match {_NAME.pattern}")
@@ -416,7 +426,7 @@ def _make_component(
             f"{', '.join(missing)}; a factory that calls it otherwise registers with "
             f"runtime={{{missing[0]!r}: '<its name>'}})"
         )
-    params = parameters_of(factory, (*kind.reserved, *runtime.values()))
+    params = parameters_of(factory, (*kind.reserved, *runtime.values()), doc or "")
     check_declared(constraints, {p.name for p in params}, f"{kind.name}/{name}")
     common = COMMON_PARAMETERS.get(kind.name, ())
     clash = sorted({p.name for p in params} & {p.name for p in common})
@@ -424,7 +434,7 @@ def _make_component(
         raise TypeError(
             f"{kind.name}/{name}: parameter {', '.join(clash)} is reserved by cvkit for every {kind.name}"
         )
-    summary, doc = summary_and_doc(factory)
+    summary, doc = summary_and_doc(factory, doc or "")
     return Component(
         kind=kind.name,
         name=name,

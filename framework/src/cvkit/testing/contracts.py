@@ -69,12 +69,14 @@ def feature_maps(
     constraints: AttentionConstraints | None = None,
 ) -> Tensor:
     """Random float feature maps (N, C, H, W), standard normal, of any small shape within
-    ``constraints`` (channels a multiple of ``channels_multiple_of``, up to ``max_channels``
-    or the first multiple; sizes multiples of ``size_multiple_of`` from ``min_size`` up to
-    ``max_size`` or the first that is allowed; the ``fixed_size`` if there is one)."""
+    ``constraints``: channels multiples of ``channels_multiple_of`` from ``min_channels`` up
+    to ``max_channels`` (or the first that is allowed); sizes multiples of
+    ``size_multiple_of`` from ``min_size`` up to ``max_size`` (or the first that is allowed);
+    the ``fixed_size`` if there is one."""
     limits = constraints or AttentionConstraints()
     step = limits.channels_multiple_of
-    channels = step * draw(st.integers(1, max(1, max_channels // step)))
+    first_channels = -(-limits.min_channels // step)
+    channels = step * draw(st.integers(first_channels, max(first_channels, max_channels // step)))
     if limits.fixed_size is not None:
         height, width = limits.fixed_size
     else:

@@ -179,7 +179,9 @@ def compare_command(
     "--image-size",
     type=(int, int),
     metavar="H W",
-    help="Input size when the recipe's dataset does not know it before reading its files.",
+    help="The model's input size (default: what the evaluation augmentations make of the "
+    "dataset's images; needed when the recipe's dataset does not know their size before "
+    "reading its files).",
 )
 @click.option(
     "--set",
