@@ -97,3 +97,13 @@ def test_running_guide_documents_every_builtin_callback_and_its_parameters(regis
             row = rows[f"`{component.name}`"]
             for parameter in component.params:
                 assert f"`{parameter.name} = " in row, (component.key, parameter.name)
+
+
+def test_the_plugin_guide_lists_every_name_a_plugin_may_import() -> None:
+    """It omitted resume, save_checkpoint, StorageError, TrainedModel and RunFile."""
+    import cvkit
+
+    guide = (ROOT / "docs" / "writing-a-plugin.md").read_text()
+    section = guide[guide.index("## What a plugin may import") :]
+    missing = [n for n in cvkit.__all__ if f"`{n}`" not in section and f"`{n}(" not in section]
+    assert not missing

@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from torchvision.models import get_model, get_model_weights
 
-from cvkit.models.pretrained import weights_file
 from cvkit.recipe.loading import load_recipe
 
-from helpers import RECIPES
+from helpers import RECIPES, fake_imagenet_weights, synthetic_overrides
 
 RECIPE_FILES = sorted(RECIPES.glob("*.toml"))
 
 
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory) -> str:
-    """A torch.hub cache holding (random) "ImageNet" weights for resnet18: no download."""
-    home = tmp_path_factory.mktemp("torch")
-    with pytest.MonkeyPatch.context() as patch:  # weights_file reads TORCH_HOME
-        patch.setenv("TORCH_HOME", str(home))
-        path = weights_file(get_model_weights("resnet18").DEFAULT)
-    path.parent.mkdir(parents=True)
-    torch.save(get_model("resnet18").state_dict(), path)
-    return str(home)
+    return fake_imagenet_weights(tmp_path_factory.mktemp("torch"))
 
 
 @pytest.mark.slow
@@ -34,28 +24,10 @@ def test_recipe_runs_on_synthetic_data(
     recipe, registry, tmp_path, run_cli, torch_home, monkeypatch
 ) -> None:
     resolved = load_recipe(recipe, registry=registry)
-    normalize = [a for a in resolved.augment.eval if a.name == "normalize"]
-    channels = len(normalize[0].params["mean"] or [0, 0, 0]) if normalize else 3
-    overrides = [
-        f'data.dataset={{ name = "synthetic", num_classes = 10, image_size = 32, channels = {channels}, '
-        "train_size = 12, test_size = 4 }",
-        "data.batch_size=4",
-        "data.eval_batch_size=4",
-        "data.val_split=4",
-        "data.workers=0",
-        "experiment.epochs=2",  # the quickstart warms up for one
-    ]
-    if resolved.scheduler is not None and "cycles" in resolved.scheduler.params:
-        overrides.append("scheduler.cycles=2")  # cycles must divide the 2 epochs
-        overrides += [
-            f"callbacks[{i}].cycles=2"
-            for i, c in enumerate(resolved.callbacks)
-            if "cycles" in c.params
-        ]
-    if resolved.data.image_size is not None:
-        overrides.append("data.image_size=32")  # eval batches; training crops keep their size
-    if "arch" in resolved.model.params:  # torchvision backbones: resnet18 is enough here
-        overrides.append("model.arch=resnet18")
+    overrides, backbone = synthetic_overrides(
+        resolved, train_size=12, test_size=4, val_split=4, epochs=2, batch_size=4
+    )  # two epochs: the quickstart warms up for one
+    if backbone:
         monkeypatch.setenv("TORCH_HOME", torch_home)  # its "ImageNet" weights, no download
     args = [x for o in overrides for x in ("--set", o)]
     result = run_cli("run", str(recipe), "--output", str(tmp_path / "run"), *args)
