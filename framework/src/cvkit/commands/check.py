@@ -92,8 +92,9 @@ def _check_stage(
     if agreement is not None:  # each block at the input the model gives it
         probed = set()
         for block in agreement.attention:
-            if (id(block.built.builder), block.shape[1:]) not in probed:
-                probed.add((id(block.built.builder), block.shape[1:]))
+            key = (id(block.built.builder), block.shape[1:])  # each builder once per input
+            if key not in probed:
+                probed.add(key)
                 check_attention_block(
                     block.built.builder, block.shape[1:], describe_block(recipe, block)
                 )

@@ -174,7 +174,9 @@ def parse_arg_docs(doc: str) -> dict[str, str]:
     return found
 
 
-_TYPE_NAMES = {t.__name__: t for t in (int, float, bool, str, list, tuple, dict)} | {"None": None}
+_TYPE_NAMES = {t.__name__: t for t in (int, float, bool, str, list, tuple, dict)} | {
+    "None": type(None)
+}
 
 
 def parse_arg_types(doc: str) -> dict[str, Any]:
@@ -188,10 +190,7 @@ def parse_arg_types(doc: str) -> dict[str, Any]:
             continue
         names = [part.strip() for part in match[2].split("|")]
         if names and all(name in _TYPE_NAMES for name in names):
-            types = [_TYPE_NAMES[name] for name in names]
-            found[match[1]] = functools.reduce(
-                operator.or_, [NONE_TYPE if t is None else t for t in types]
-            )
+            found[match[1]] = functools.reduce(operator.or_, [_TYPE_NAMES[n] for n in names])
     return found
 
 

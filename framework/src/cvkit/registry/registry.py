@@ -144,8 +144,8 @@ class ComponentBuilder:
     (``runtime_names``). Any exception from the factory (but a CvkitError, already one line)
     becomes a :class:`ComponentBuildError` naming the recipe key and the component: a
     ValueError with its own message (a factory rejecting its parameters), any other with
-    the parameters, its type and its text. An attention block is refused channels its constraints exclude, and
-    remembered with them (:func:`built_attention`).
+    the parameters, its type and its text. An attention block is refused channels its
+    constraints exclude, and remembered with them (:func:`built_attention`).
     """
 
     component: Component
@@ -163,9 +163,10 @@ class ComponentBuilder:
         common = {p.name for p in COMMON_PARAMETERS.get(kind.name, ())}
         params = {k: v for k, v in self.params.items() if k not in common}
         where = f"{self.where}: " if self.where else ""
-        if kind.name == "attention":
+        limits = self.constraints if kind.name == "attention" else None
+        if limits is not None:
             channels = args[0] if args else kwargs.get("channels")
-            refused = self.constraints.channel_violation(channels) if channels else None
+            refused = limits.channel_violation(channels) if channels else None
             if refused:
                 raise ComponentBuildError(f"{where}{self.component.key} cannot be built: {refused}")
         names = self.component.runtime_names
@@ -186,9 +187,9 @@ class ComponentBuilder:
                 f"{where}{self.component.key}({shown}) could not be built: "
                 f"{type(error).__name__}: {text}"
             ) from error
-        if kind.name == "attention":
+        if limits is not None:
             with contextlib.suppress(TypeError):  # an object without weak references: no record
-                _BUILT_ATTENTION[built] = BuiltAttention(self.component.key, self.constraints, self)
+                _BUILT_ATTENTION[built] = BuiltAttention(self.component.key, limits, self)
         return built
 
     @property
