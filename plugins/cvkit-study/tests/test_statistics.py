@@ -210,6 +210,38 @@ def test_summarise_adjusts_over_all_variants_and_metrics_and_states_power() -> N
     )
 
 
+def test_times_are_a_family_of_their_own_so_timing_noise_never_moves_a_quality_p() -> None:
+    """The same accuracies with two draws of wall times (a resumed run, a busy machine):
+    the quality metrics' adjusted p are the same (it made an interrupted and continued study
+    differ from an uninterrupted one in its Holm p), and each family is Holm's by hand."""
+
+    def summary(seconds: list[float]) -> dict:
+        return summarise(
+            {
+                variant: {
+                    s: {"metrics": {"val_acc": acc[s], "wall_seconds": times[s]}} for s in range(5)
+                }
+                for variant, acc, times in (
+                    ("base", B, seconds),
+                    ("a", A, [11.0, 12.0, 11.0, 11.5, 12.0]),
+                )
+            },
+            "base",
+        )
+
+    quiet, busy = summary([10.0, 11.0, 10.5, 10.2, 10.9]), summary([10.0, 31.0, 10.5, 12.0, 10.9])
+    for name in ("val_acc", "wall_seconds"):
+        alone = quiet["a"]["vs_baseline"][name]
+        assert alone["p_adjusted"] == pytest.approx(alone["p_value"])  # a family of one
+    assert (
+        busy["a"]["vs_baseline"]["val_acc"]["p_adjusted"]
+        == quiet["a"]["vs_baseline"]["val_acc"]["p_adjusted"]
+    )
+    assert busy["a"]["vs_baseline"]["wall_seconds"]["p_value"] != pytest.approx(
+        quiet["a"]["vs_baseline"]["wall_seconds"]["p_value"]
+    )
+
+
 def test_a_single_non_zero_difference_has_no_signed_rank_evidence() -> None:
     """Two seeds, one tied with the baseline: one sign, Wilcoxon p = 1 (its floor 2/2^1)."""
     result = paired({0: 0.50, 1: 0.53}, {0: 0.50, 1: 0.51})

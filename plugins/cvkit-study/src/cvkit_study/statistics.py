@@ -4,7 +4,8 @@ Per variant and metric: n, mean, sample standard deviation, the t interval of th
 for accuracies, the evaluation set's own binomial standard error. Per comparison with the
 baseline (paired by seed): the mean difference, its t interval and a percentile bootstrap
 interval, Cohen's d_z, the paired t-test, the Wilcoxon signed-rank test with its smallest
-attainable p, the Holm-adjusted p over every comparison of the study (``significant`` from
+attainable p, the Holm-adjusted p over the study's comparisons of quality metrics
+(accuracies, losses, ECE; the times form a family of their own; ``significant`` from
 it), and the power of the paired t-test to detect a stated effect with the seeds it has,
 with the seeds 80% power needs."""
 
@@ -32,6 +33,11 @@ METRICS: dict[str, tuple[str, ...]] = {
 }
 """Each metric a study reports and where it is in a run's eval.json (accuracies as
 fractions, losses in nats, ECE of the uncalibrated model, seconds)."""
+
+TIMES = ("train_seconds", "wall_seconds")
+"""The metrics of cost, not of the model: Holm adjusts them as a family of their own, so
+that timing noise (a resumed run, a busy machine) never moves the adjusted p of a quality
+metric (accuracy, loss, calibration), whose family is the study's question."""
 
 ACCURACIES = {"val_acc": "val", "test_acc": "test"}
 """The accuracy metrics and the eval.json split whose ``samples`` they are measured on."""
@@ -253,7 +259,8 @@ def summarise(
 
     Returns, per variant, ``seeds``, ``metrics`` (describe() of each metric, with
     ``binomial_se`` for accuracies) and ``vs_baseline`` (paired() of each metric against
-    ``baseline``, Holm-adjusted over all of them, with ``power``; absent for the baseline)."""
+    ``baseline``, Holm-adjusted over all quality metrics' comparisons (the times' among
+    themselves), with ``power``; absent for the baseline)."""
     names = [
         n
         for n in METRICS
@@ -288,10 +295,15 @@ def summarise(
                 name: paired(values, base[name]) for name, values in by_metric.items()
             }
         summary[variant] = entry
-    comparisons = [
-        c for entry in summary.values() for c in (entry.get("vs_baseline") or {}).values() if c
-    ]
-    adjust(comparisons)
+    for times in (False, True):  # two families: the quality metrics, the times
+        adjust(
+            [
+                c
+                for entry in summary.values()
+                for name, c in (entry.get("vs_baseline") or {}).items()
+                if c and (name in TIMES) == times
+            ]
+        )
     effects = default_effects(summary)
     for entry in summary.values():
         for name, comparison in (entry.get("vs_baseline") or {}).items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cvkit_study.statistics import ACCURACIES, METRICS
+from cvkit_study.statistics import ACCURACIES, METRICS, TIMES
 
 SHOWN = ("val_acc", "test_acc", "val_loss", "val_ece", "wall_seconds")
 """The metrics of the per-variant table (study.json has them all)."""
@@ -72,17 +72,22 @@ def markdown(study: Mapping[str, Any]) -> str:
         (variant, entry["vs_baseline"]) for variant, entry in statistics.items() if _compared(entry)
     ]
     if compared:
-        family = sum(
-            1 for _, d in compared for r in d.values() if r and r.get("p_adjusted") is not None
-        )
+        adjusted = [
+            name
+            for _, d in compared
+            for name, r in d.items()
+            if r and r.get("p_adjusted") is not None
+        ]
+        times = sum(name in TIMES for name in adjusted)
         lines += [
             "",
             f"Paired by seed against {study['baseline']}: mean difference (variant - "
             "baseline) [95% t interval]; bootstrap: percentile 95% interval; d_z: Cohen's "
             "(mean / sd of the differences); p: paired t-test (the exact sign test where the "
             "differences have no spread); Wilcoxon: signed-rank p (in parentheses the smallest "
-            f"it can reach with these seeds); Holm: p adjusted over all {family} comparisons of "
-            "the study, * below 0.05; power: of the paired t-test to detect the stated "
+            f"it can reach with these seeds); Holm: p adjusted over the study's "
+            f"{len(adjusted) - times} comparisons of accuracy, loss and calibration (the {times} "
+            "of times among themselves), * below 0.05; power: of the paired t-test to detect the stated "
             "difference with these seeds, and the seeds 80% power needs.",
             "",
             "| variant | metric | seeds | difference [95% CI] | bootstrap | d_z | p | "
