@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         refuse_code_parameters as refuse_code_parameters,
         soft_targets as soft_targets,
     )
+    from cvkit.data.encoded import EncodedImages as EncodedImages, ImageBytes as ImageBytes
     from cvkit.data.tensors import ImageDataset as ImageDataset, ImageTensors as ImageTensors
     from cvkit.engine.calibration import expected_calibration_error as expected_calibration_error
     from cvkit.engine.callback import (
@@ -121,6 +122,8 @@ _EXPORTS: dict[str, str] = {
     # datasets
     "ImageTensors": "cvkit.data.tensors",
     "ImageDataset": "cvkit.data.tensors",
+    "EncodedImages": "cvkit.data.encoded",
+    "ImageBytes": "cvkit.data.encoded",
     # errors
     "CvkitError": "cvkit.errors",
     "CheckpointError": "cvkit.errors",

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cvkit import distributed
 from cvkit.data.augmentation import augment
+from cvkit.data.encoded import EncodedImages
 from cvkit.data.images import resize
 from cvkit.data.memory import check_fits
 from cvkit.data.splits import subset
@@ -68,9 +69,10 @@ def check_order(augmentations: Sequence[nn.Module], key: str) -> None:
 
 
 class _PerSample(Dataset):
-    """Items ``(index, seed)``: image ``index`` through the per-sample augmentations under ``seed``."""
+    """Items ``(index, seed)``: image ``index`` (decoded, when the split is kept encoded)
+    through the per-sample augmentations under ``seed``."""
 
-    def __init__(self, images: Tensor, augmentations: Sequence[nn.Module]) -> None:
+    def __init__(self, images: Tensor | EncodedImages, augmentations: Sequence[nn.Module]) -> None:
         self.images = images
         self.augmentations = list(augmentations)
 
@@ -104,7 +106,7 @@ def _check_memory(
 ) -> None:
     """Refuse a loader whose split (moved to a GPU) or float batches (at ``image_size``, with
     a copy or two made by augmentations) cannot fit in memory, before anything is allocated."""
-    if on_device and device.type != "cpu":
+    if on_device and device.type != "cpu" and isinstance(data.images, Tensor):
         check_fits(data.images.numel(), f"the {len(data):,} images of this split", device)
     channels = data.images.shape[1]
     height, width = image_size or list(data.images.shape[-2:])
@@ -169,10 +171,14 @@ class BatchLoader:
         self.part_of_split = part_of_split
         if self.shard:
             _check_shardable(self.count, batch_size, drop_last, key)
-        _check_memory(data, batch_size, image_size, device, key, on_device=not per_sample)
-        self.per_sample = _PerSample(data.images, per_sample) if per_sample else None
+        # encoded images (a dataset larger than memory) are decoded by the per-sample workers
+        decoded_by_workers = bool(per_sample) or isinstance(data.images, EncodedImages)
+        _check_memory(data, batch_size, image_size, device, key, on_device=not decoded_by_workers)
+        self.per_sample = _PerSample(data.images, per_sample) if decoded_by_workers else None
         # Without per-sample work the images live on the device; otherwise workers read them on the CPU.
-        self.images = data.images.to(device) if self.per_sample is None else data.images
+        self.images = data.images
+        if isinstance(data.images, Tensor) and self.per_sample is None:
+            self.images = data.images.to(device)
         self.generator = torch.Generator().manual_seed(seed)
         self._epoch_start = self.generator.get_state()
         self.passes = 0  # epochs completed, for augmentations that use sample keys
@@ -236,9 +242,11 @@ class BatchLoader:
         size = self.batch_size
         if self.per_sample is None:
             order = order.to(self.device, non_blocking=True)  # one copy per epoch, none per batch
+            images = self.images
+            assert isinstance(images, Tensor)  # encoded images have per-sample work
             for first in range(start * size, len(self) * size, size):
                 indices = order[first : first + size]
-                yield indices, self.images[indices], self.labels[indices]
+                yield indices, images[indices], self.labels[indices]
             return
         batches = list(order.split(size))[start : len(self)]
         items = [

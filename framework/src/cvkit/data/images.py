@@ -21,7 +21,7 @@ def decode_image_file(
     larger than Pillow's decompression-bomb limit."""
     try:
         with Image.open(path) as image:
-            pixels = _eight_bit(image, channels)
+            pixels = eight_bit(image, channels)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
         # PIL.UnidentifiedImageError is an OSError
         raise DatasetError(f"cannot decode image {path}: {error}") from error
@@ -29,7 +29,7 @@ def decode_image_file(
     return resize(tensor, size)
 
 
-def _eight_bit(image: Image.Image, channels: int) -> np.ndarray:
+def eight_bit(image: Image.Image, channels: int) -> np.ndarray:
     """The pixels of ``image`` as uint8 (H, W) for one channel or (H, W, 3). Pillow's own
     conversion of 16-bit greyscale ("I;16", or "I" holding 16-bit values) clips at 255."""
     if image.mode.startswith("I;16") or image.mode == "I":

@@ -8,22 +8,32 @@ from typing import Protocol, runtime_checkable
 import attrs
 import torch
 
+from cvkit.data.encoded import EncodedImages
+
 
 @attrs.frozen(eq=False)
 class ImageTensors:
     """One split held in memory.
 
     Attributes:
-        images: uint8 (N, C, H, W), values 0..255.
+        images: uint8 (N, C, H, W), values 0..255; or the split's images kept encoded
+            (:class:`~cvkit.data.encoded.EncodedImages`, a dataset larger than memory),
+            which index and subset alike and are decoded in the loader's workers.
         labels: int64 (N,), class indices in [0, len(classes)).
         classes: class names, index i naming label i.
     """
 
-    images: torch.Tensor
+    images: torch.Tensor | EncodedImages
     labels: torch.Tensor
     classes: tuple[str, ...]
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.images, EncodedImages):
+            if self.labels.dtype != torch.int64 or self.labels.shape != (len(self.images),):
+                raise ValueError(
+                    f"labels must be int64 ({len(self.images)},), got {self.labels.dtype} {tuple(self.labels.shape)}"
+                )
+            return
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
             raise ValueError(
                 f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}"
@@ -35,6 +45,11 @@ class ImageTensors:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    def first(self, count: int) -> torch.Tensor:
+        """The first ``count`` images as uint8 (count, C, H, W), decoded if kept encoded."""
+        images = self.images[:count]
+        return images.decoded() if isinstance(images, EncodedImages) else images
 
 
 @runtime_checkable

@@ -128,7 +128,7 @@ def train_stage(stage: StageContext, model: nn.Module | None = None) -> dict[str
         components.model,
         components.loss,
         {"augment.train": components.train_augment, "augment.eval": components.eval_augment},
-        splits.train.images[:2],
+        splits.train.first(2),
         dataset.num_classes,
     )
     if distributed.rank() > 0:  # the same initial weights, then each process its own stream
