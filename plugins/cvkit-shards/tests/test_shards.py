@@ -189,7 +189,8 @@ def test_a_run_on_shards_trains_evaluates_and_resumes_exactly_whatever_the_worke
     tmp_path, shards
 ) -> None:
     """Interrupted at epoch 2 batch 1 and resumed: the same eval.json as an uninterrupted
-    run; with 2 decoding workers the same figures as with none."""
+    run; with 2 decoding workers the same figures as with none; two processes (--nproc 2)
+    train as one does (sums in another order)."""
 
     def recipe(workers: int) -> Path:
         path = tmp_path / f"r{workers}.toml"
@@ -229,3 +230,33 @@ def test_a_run_on_shards_trains_evaluates_and_resumes_exactly_whatever_the_worke
 
     assert figures("whole")["test"]["samples"] == 12
     assert figures("cut") == figures("whole") == figures("serial")
+    double = cvkit_with_faults(  # batch norm over the whole batch, as one process has it
+        "run", str(recipe(0)), "--nproc", "2", "--set", "trainer.sync_batchnorm=true",
+        "--output", str(tmp_path / "double"), cwd=tmp_path,
+    )  # fmt: skip
+
+    assert double.returncode == 0, double.stderr
+    two, one = figures("double"), figures("serial")  # (one process: sync_batchnorm is a no-op)
+    assert two["test"]["samples"] == 12 and two["val"]["samples"] == 6
+    assert two["test"]["loss"] == pytest.approx(one["test"]["loss"], rel=1e-4)
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+
+
+def test_an_image_that_cannot_be_decoded_is_skipped_and_counted_once(tmp_path) -> None:
+    """A JPEG cut in half passes conversion (its header reads) and fails to decode: the run
+    skips it in every epoch, names it and counts it once, and finishes."""
+    photos = photo_folder(tmp_path / "photos", {"train": 12, "val": 4})
+    cut = photos / "train" / "dog" / "0.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    convert(folder_source(photos, 16), tmp_path / "out", workers=0)
+    recipe = tmp_path / "r.toml"
+    runs, root = (tmp_path / "runs").as_posix(), (tmp_path / "out").as_posix()
+    every_image = "val_split = 0\ndrop_last = false"  # each image is in every epoch
+    recipe.write_text(
+        RECIPE.format(runs=runs, root=root, workers=2).replace("val_split = 6", every_image)
+    )
+    done = cvkit_with_faults("run", str(recipe), "--output", str(tmp_path / "run"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    skipped = [line for line in done.stderr.splitlines() if "skipped:" in line]
+    assert len(skipped) == 1, done.stderr
+    assert "train/shard-00000 row 12" in skipped[0] and "(1 images skipped so far)" in skipped[0]

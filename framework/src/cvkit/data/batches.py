@@ -19,6 +19,7 @@ of the split; :func:`cvkit.engine.metrics.collect_logits` gathers the parts.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from cvkit import distributed
 from cvkit.data.augmentation import augment
@@ -35,9 +36,11 @@ from cvkit.data.images import resize
 from cvkit.data.memory import check_fits
 from cvkit.data.splits import subset
 from cvkit.data.tensors import ImageTensors
-from cvkit.errors import CvkitError
+from cvkit.errors import CvkitError, DatasetError
 from cvkit.hookspecs import capability
 from cvkit.recipe.schema import DataSettings
+
+log = logging.getLogger("cvkit")
 
 
 def batches_per_epoch(count: int, batch_size: int, drop_last: bool) -> int:
@@ -79,21 +82,37 @@ class _PerSample(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, item: tuple[int, int]) -> Tensor:
+    def __getitem__(self, item: tuple[int, int]) -> Tensor | str:
+        """The image, or (for an encoded image that cannot be decoded) the reason, to skip it."""
         index, seed = item
         in_worker = torch.utils.data.get_worker_info() is not None
         saved = None if in_worker else (random.getstate(), np.random.get_state())
-        with torch.random.fork_rng(devices=[], enabled=not in_worker):
-            torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's is not ours
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
-            image = self.images[index]
-            for augmentation in self.augmentations:
-                image = augmentation(image)
-        if saved is not None:  # the main process's generators continue as if untouched
-            random.setstate(saved[0])
-            np.random.set_state(saved[1])
+        try:
+            with torch.random.fork_rng(devices=[], enabled=not in_worker):
+                torch.default_generator.manual_seed(seed)  # the CPU generator only: not CUDA's
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+                try:
+                    image = self.images[index]
+                except DatasetError as error:
+                    if not isinstance(self.images, EncodedImages):
+                        raise
+                    return str(error)
+                for augmentation in self.augmentations:
+                    image = augmentation(image)
+        finally:
+            if saved is not None:  # the main process's generators continue as if untouched
+                random.setstate(saved[0])
+                np.random.set_state(saved[1])
         return image
+
+
+def _collate(items: list[Tensor | str]) -> tuple[list[str | None], Tensor | None]:
+    """Per item, why it was skipped (None: it was not), and the other items' images stacked
+    (None when every item was skipped)."""
+    problems = [item if isinstance(item, str) else None for item in items]
+    images = [item for item in items if not isinstance(item, str)]
+    return problems, default_collate(images) if images else None
 
 
 def _check_memory(
@@ -175,6 +194,7 @@ class BatchLoader:
         decoded_by_workers = bool(per_sample) or isinstance(data.images, EncodedImages)
         _check_memory(data, batch_size, image_size, device, key, on_device=not decoded_by_workers)
         self.per_sample = _PerSample(data.images, per_sample) if decoded_by_workers else None
+        self.skipped: dict[int, str] = {}  # encoded images that could not be decoded: why
         # Without per-sample work the images live on the device; otherwise workers read them on the CPU.
         self.images = data.images
         if isinstance(data.images, Tensor) and self.per_sample is None:
@@ -257,14 +277,35 @@ class BatchLoader:
             batch_sampler=items,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
+            collate_fn=_collate,
             generator=torch.Generator().manual_seed(
                 seed
             ),  # else it draws from the global generator
         )
-        for indices, images in zip(batches, loader, strict=True):
+        for number, (indices, (problems, images)) in enumerate(
+            zip(batches, loader, strict=True), start
+        ):
+            if images is None or any(problems):
+                indices, images = self._skip(number, indices, problems, images)
             # non-blocking: a blocking copy to a GPU would wait for its queued work
             on_device = indices.to(self.device, non_blocking=True)
             yield on_device, images.to(self.device, non_blocking=True), self.labels[on_device]
+
+    def _skip(
+        self, number: int, indices: Tensor, problems: list[str | None], images: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Batch ``number`` without its images that could not be decoded (``problems``),
+        each one counted and named once (in :attr:`skipped`)."""
+        for position, problem in zip(indices.tolist(), problems, strict=True):
+            if problem is not None and position not in self.skipped:
+                self.skipped[position] = problem
+                log.warning("skipped: %s (%d images skipped so far)", problem, len(self.skipped))
+        if images is None:
+            raise DatasetError(
+                f"none of the {len(problems)} images of batch {number + 1} can be decoded, "
+                f"e.g. {next(p for p in problems if p)}"
+            )
+        return indices[torch.tensor([p is None for p in problems])], images
 
     def _augment(
         self, images: Tensor, labels: Tensor, indices: Tensor, epoch_seed: int, number: int
