@@ -435,10 +435,10 @@ def check_dataset(factory: Callable[..., Any]) -> None:
         again = dataset.load(split)
         shown = len(data) if isinstance(data.images, torch.Tensor) else min(len(data), 8)
         assert torch.equal(again.first(shown), data.first(shown)), (
-            f"{split}: loading twice gives different images"
+            f"{split}: loading twice gives different data (images)"
         )
         assert torch.equal(again.labels, data.labels), (
-            f"{split}: loading twice gives different labels"
+            f"{split}: loading twice gives different data (labels)"
         )
 
 
