@@ -22,6 +22,7 @@ BUILTINS = {
         "normalize",
         "random_crop",
         "random_resized_crop",
+        "random_resized_crop_per_image",
         "resize",
         "torchvision",
     ],

@@ -146,3 +146,41 @@ def test_a_training_subset_is_seeded_and_disjoint_from_validation() -> None:
     assert len(choose_subset(train, 0.5, seed=1)) == 20
     with pytest.raises(CvkitError, match="more than the 40 training images"):
         choose_subset(train, 41, seed=1)
+
+
+def test_a_large_jpeg_is_cropped_as_it_is_decoded_at_a_reduced_scale() -> None:
+    """random_resized_crop_per_image on a split kept encoded: the crop of a 640 x 480 JPEG
+    is drawn for the stored image; decoded at 1/4 scale (its crop still has the output's
+    pixels), it is close to the crop of the fully decoded image, in the same place."""
+    import io
+
+    from PIL import Image
+
+    from cvkit.builtins.per_image_crop import RandomResizedCropPerImage
+    from cvkit.data.encoded import EncodedImages
+
+    y, x = torch.meshgrid(torch.arange(480), torch.arange(640), indexing="ij")
+    pixels = torch.stack([x * 255 // 639, y * 255 // 479, (x + y) * 255 // 1118]).to(torch.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(buffer, format="JPEG", quality=95)
+
+    class OneJpeg:
+        def __len__(self) -> int:
+            return 1
+
+        def encoded(self, index: int) -> bytes:
+            return buffer.getvalue()
+
+        def describe(self, index: int) -> str:
+            return "the JPEG"
+
+    crop = RandomResizedCropPerImage(size=40, scale=[0.25, 0.25], ratio=[4 / 3, 4 / 3])
+    torch.manual_seed(3)
+    at_decode = EncodedImages(OneJpeg(), 3, (480, 640)).cropped(0, crop)
+    torch.manual_seed(3)
+    after = crop(pixels)  # the same draw on the full image: a 320 x 240 crop
+    assert at_decode.shape == after.shape == (3, 40, 40)
+    assert (at_decode.float() - after.float()).abs().mean() < 4  # JPEG and 1/4 scale only
+    with Image.open(buffer) as image:
+        image.draft("RGB", (640 * 40 // 320, 480 * 40 // 240))
+        assert image.size == (160, 120)  # the scale the crop was decoded at

@@ -258,6 +258,13 @@ CAPABILITIES: dict[str, Capability] = {
             False,
             "works on one uint8 (C, H, W) image in DataLoader workers, before batching",
         ),
+        Capability(
+            "augmentation",
+            "crops_at_decode",
+            False,
+            "per-sample, first in its list: an image kept encoded is cropped as it is decoded "
+            "(box(height, width) -> (top, left, height, width); size [height, width])",
+        ),
         Capability("augmentation", "min_size", 1, "smallest height and width it accepts"),
         Capability(
             "augmentation",

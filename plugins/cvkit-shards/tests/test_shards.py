@@ -59,6 +59,11 @@ momentum = 0.9
 [loss]
 name = "cross_entropy"
 
+[[augment.train]]  # drawn for the stored image (20-60 px) and cropped as it is decoded
+name = "random_resized_crop_per_image"
+size = 12
+scale = [0.25, 1.0]
+
 [[augment.train]]
 name = "hflip"
 

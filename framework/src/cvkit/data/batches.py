@@ -73,11 +73,16 @@ def check_order(augmentations: Sequence[nn.Module], key: str) -> None:
 
 class _PerSample(Dataset):
     """Items ``(index, seed)``: image ``index`` (decoded, when the split is kept encoded)
-    through the per-sample augmentations under ``seed``."""
+    through the per-sample augmentations under ``seed``. When the split is kept encoded and
+    the first augmentation ``crops_at_decode``, that crop is taken as the image is decoded
+    (from the stored image, not from one resized to the dataset's size)."""
 
     def __init__(self, images: Tensor | EncodedImages, augmentations: Sequence[nn.Module]) -> None:
         self.images = images
         self.augmentations = list(augmentations)
+        self.crops_at_decode = bool(augmentations) and capability(
+            augmentations[0], "crops_at_decode"
+        )
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -92,13 +97,18 @@ class _PerSample(Dataset):
                 torch.default_generator.manual_seed(seed)  # the CPU generator only: not CUDA's
                 random.seed(seed)
                 np.random.seed(seed % 2**32)
+                augmentations = self.augmentations
                 try:
-                    image = self.images[index]
+                    if isinstance(self.images, EncodedImages) and self.crops_at_decode:
+                        first, *augmentations = augmentations
+                        image = self.images.cropped(index, first)
+                    else:
+                        image = self.images[index]
                 except DatasetError as error:
                     if not isinstance(self.images, EncodedImages):
                         raise
                     return str(error)
-                for augmentation in self.augmentations:
+                for augmentation in augmentations:
                     image = augmentation(image)
         finally:
             if saved is not None:  # the main process's generators continue as if untouched

@@ -5,13 +5,15 @@ processes, at the size the recipe trains at."""
 from __future__ import annotations
 
 import io
-from typing import Protocol, overload, runtime_checkable
+import math
+from collections.abc import Callable
+from typing import Any, Protocol, overload, runtime_checkable
 
 import attrs
 import torch
 from PIL import Image
 
-from cvkit.data.images import eight_bit, resize
+from cvkit.data.images import UNDECODABLE, as_tensor, resize
 from cvkit.errors import DatasetError
 
 
@@ -30,20 +32,42 @@ class ImageBytes(Protocol):
         ...
 
 
-def decode_bytes(data: bytes, channels: int, size: tuple[int, int], where: str) -> torch.Tensor:
+Box = tuple[int, int, int, int]
+"""A crop as (top, left, height, width), in pixels of the image at its stored size."""
+
+
+def decode_bytes(
+    data: bytes,
+    channels: int,
+    size: tuple[int, int],
+    where: str,
+    box: Callable[[int, int], Box] | None = None,
+) -> torch.Tensor:
     """Encoded image ``data`` as uint8 (channels, height, width) at ``size`` ([height, width],
-    antialiased bilinear, the aspect ratio not kept: as dataset/imagefolder resizes). A JPEG
-    larger than twice ``size`` is decoded at a reduced scale first (Pillow's ``draft``: DCT
-    scaling by 1/2, 1/4 or 1/8, never below ``size``), so a large photo costs a fraction of
-    its full decode. Raises DatasetError naming ``where`` for data Pillow cannot decode."""
+    antialiased bilinear, the aspect ratio not kept: as dataset/imagefolder resizes), the
+    whole image or, given ``box``, the crop ``box(height, width)`` draws for the stored
+    image's height and width. A JPEG whose image (or crop) is larger than twice ``size`` is
+    decoded at a reduced scale first (Pillow's ``draft``: DCT scaling by 1/2, 1/4 or 1/8,
+    never below ``size``), so a large photo costs a fraction of its full decode. Raises
+    DatasetError naming ``where`` for data Pillow cannot decode."""
     try:
         with Image.open(io.BytesIO(data)) as image:
-            if image.format == "JPEG":
-                image.draft("RGB" if channels == 3 else "L", (size[1], size[0]))
-            pixels = eight_bit(image, channels)
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as error:
+            width, height = image.size
+            top, left, h, w = (0, 0, height, width) if box is None else box(height, width)
+            if image.format == "JPEG":  # the smallest scale whose crop still covers ``size``
+                wanted = (math.ceil(width * size[1] / w), math.ceil(height * size[0] / h))
+                image.draft("RGB" if channels == 3 else "L", wanted)
+            tensor = as_tensor(image, channels)
+    except UNDECODABLE as error:
         raise DatasetError(f"cannot decode image {where}: {error}") from error
-    tensor = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
+    if box is not None:
+        sy, sx = tensor.shape[1] / height, tensor.shape[2] / width  # 1 unless drafted
+        top, left = (
+            min(int(top * sy), tensor.shape[1] - 1),
+            min(int(left * sx), tensor.shape[2] - 1),
+        )
+        h, w = max(1, round(h * sy)), max(1, round(w * sx))
+        tensor = tensor[:, top : top + h, left : left + w]
     return resize(tensor, list(size)).contiguous()
 
 
@@ -94,6 +118,16 @@ class EncodedImages:
         positions = torch.arange(len(self))[key]
         rows = positions if self.rows is None else self.rows[positions]
         return attrs.evolve(self, rows=rows.to(torch.int64))
+
+    def cropped(self, index: int, crop: Any) -> torch.Tensor:
+        """Image ``index`` cropped while decoded by ``crop``, an augmentation that declares
+        ``crops_at_decode``: the box its ``box(height, width)`` draws for the stored image,
+        resized to its ``size`` ([height, width]); uint8 (channels, *size)."""
+        at = self.position(index)
+        size = (int(crop.size[0]), int(crop.size[1]))
+        return decode_bytes(
+            self.source.encoded(at), self.channels, size, self.source.describe(at), crop.box
+        )
 
     def decoded(self) -> torch.Tensor:
         """Every image decoded: uint8 (N, C, H, W); for a few (the checks before a run), not a split."""

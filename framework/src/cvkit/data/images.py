@@ -21,12 +21,21 @@ def decode_image_file(
     larger than Pillow's decompression-bomb limit."""
     try:
         with Image.open(path) as image:
-            pixels = eight_bit(image, channels)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        # PIL.UnidentifiedImageError is an OSError
+            tensor = as_tensor(image, channels)
+    except UNDECODABLE as error:
         raise DatasetError(f"cannot decode image {path}: {error}") from error
-    tensor = torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
     return resize(tensor, size)
+
+
+UNDECODABLE = (OSError, ValueError, Image.DecompressionBombError, SyntaxError)
+"""What Pillow raises for data it cannot decode (PIL.UnidentifiedImageError is an OSError;
+a damaged PNG chunk raises SyntaxError)."""
+
+
+def as_tensor(image: Image.Image, channels: int) -> torch.Tensor:
+    """The pixels of ``image`` (decoded now) as uint8 (channels, H, W)."""
+    pixels = eight_bit(image, channels)
+    return torch.from_numpy(pixels.copy()).reshape(*pixels.shape[:2], -1).permute(2, 0, 1)
 
 
 def eight_bit(image: Image.Image, channels: int) -> np.ndarray:

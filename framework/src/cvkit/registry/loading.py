@@ -64,6 +64,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = tuple(
         "flip",
         "normalize",
         "resizing",
+        "per_image_crop",
         "torchvision_transforms",
         "progress",
         "metrics_jsonl",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import math
 import tempfile
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from cvkit.data.augmentation import augment
 from cvkit.data.batches import BatchLoader
+from cvkit.data.encoded import EncodedImages
 from cvkit.data.tensors import ImageTensors
 from cvkit.engine.callback import EVENTS
 from cvkit.engine.contracts import ATTENTION_PROBE, attention_case, close, model_case
@@ -408,8 +410,38 @@ def _check_per_sample_augmentation(
         assert torch.equal(augmentation(image.clone()), out), (
             f"{what}: not reproducible from the same seed"
         )
+        if capability(augmentation, "crops_at_decode"):
+            encoded = EncodedImages(PngImages([image]), channels, (size, size))
+            torch.manual_seed(seed)
+            at_decode = encoded.cropped(0, augmentation)
+            assert torch.equal(at_decode, out), (
+                f"{what}: cropping a PNG as it is decoded gives another image than forward"
+            )
 
     run()
+
+
+class PngImages:
+    """uint8 (C, H, W) images as PNG bytes: an :class:`~cvkit.EncodedImages` source in memory."""
+
+    def __init__(self, images: list[Tensor]) -> None:
+        from PIL import Image
+
+        self.files = []
+        for image in images:
+            buffer = io.BytesIO()
+            pixels = image.permute(1, 2, 0).squeeze(2).numpy()
+            Image.fromarray(pixels).save(buffer, format="PNG")
+            self.files.append(buffer.getvalue())
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def encoded(self, index: int) -> bytes:
+        return self.files[index]
+
+    def describe(self, index: int) -> str:
+        return f"PNG {index} in memory"
 
 
 def check_dataset(factory: Callable[..., Any]) -> None:
