@@ -10,7 +10,7 @@ from torch import Tensor
 
 from cvkit.data.augmentation import PerSampleAugmentation
 from cvkit.hookspecs import Register, hookimpl
-from cvkit.registry.parameters import height_width
+from cvkit.registry.parameters import crop_ranges, height_width
 
 
 class RandomResizedCropPerImage(PerSampleAugmentation):
@@ -41,11 +41,8 @@ class RandomResizedCropPerImage(PerSampleAugmentation):
         ratio: Sequence[float] = (3 / 4, 4 / 3),
     ) -> None:
         super().__init__()
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale={list(scale)} must be [min, max] with 0 < min <= max <= 1")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio={list(ratio)} must be [min, max] with 0 < min <= max")
-        self.size, self.scale, self.ratio = height_width(size), list(scale), list(ratio)
+        self.size = height_width(size)
+        self.scale, self.ratio = crop_ranges(scale, ratio)
 
     def box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """A crop (top, left, height, width) in pixels of a ``height`` x ``width`` image, drawn

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from cvkit.data.augmentation import BatchAugmentation
 from cvkit.hookspecs import Register, hookimpl
-from cvkit.registry.parameters import height_width
+from cvkit.registry.parameters import crop_ranges, height_width
 
 
 class Resize(BatchAugmentation):
@@ -72,13 +72,10 @@ class RandomResizedCrop(BatchAugmentation):
     ) -> None:
         super().__init__()
         size = height_width(size)
-        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale={list(scale)} must be [min, max] with 0 < min <= max <= 1")
-        if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
-            raise ValueError(f"ratio={list(ratio)} must be [min, max] with 0 < min <= max")
+        self.scale, self.ratio = crop_ranges(scale, ratio)
         if tries < 1:
             raise ValueError(f"tries={tries} must be >= 1")
-        self.size, self.scale, self.ratio, self.tries = size, list(scale), list(ratio), tries
+        self.size, self.tries = size, tries
 
     def boxes(self, n: int, height: int, width: int, device: torch.device) -> Tensor:
         """Crop boxes (N, 4) as [top, left, height, width] in pixels, int64."""

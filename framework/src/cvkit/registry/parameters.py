@@ -56,6 +56,17 @@ def height_width(size: int | Sequence[int], name: str = "size") -> list[int]:
     return hw
 
 
+def crop_ranges(scale: Sequence[float], ratio: Sequence[float]) -> tuple[list[float], list[float]]:
+    """A random-resized crop's ``scale`` (area fraction) and ``ratio`` (width / height)
+    parameters as lists. Raises ValueError unless each is [min, max], 0 < min <= max (and
+    max <= 1 for the scale)."""
+    if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+        raise ValueError(f"scale={list(scale)} must be [min, max] with 0 < min <= max <= 1")
+    if len(ratio) != 2 or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"ratio={list(ratio)} must be [min, max] with 0 < min <= max")
+    return list(scale), list(ratio)
+
+
 TORCH_FACTORY_KWARGS = ("device", "dtype")
 """torch's factory keyword arguments (``nn.Conv2d(..., device=None, dtype=None)``): not recipe
 parameters where they default to None; cvkit builds in float32 on the CPU and moves the model."""
